@@ -1,0 +1,1 @@
+"""Carebus domain: pure, dependency-light rules shared by every Lambda function."""

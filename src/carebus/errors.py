@@ -1,0 +1,33 @@
+"""Typed domain errors; their messages never carry PHI, so they are safe to log and return."""
+
+
+class CarebusError(Exception):
+    """Base class of every error the domain raises on purpose."""
+
+
+class NotFoundError(CarebusError):
+    """The addressed resource does not exist (or the caller may not know that it does)."""
+
+
+class ConflictError(CarebusError):
+    """The request clashes with the current state, such as a slot that is already booked."""
+
+
+class ForbiddenError(CarebusError):
+    """The caller is authenticated but lacks the role the operation needs."""
+
+
+class MalformedMessageError(CarebusError):
+    """A queue message does not follow the message contract; retrying will not fix it."""
+
+
+class NothingToBillError(CarebusError):
+    """A claim was requested for an encounter without billable procedures."""
+
+
+class PayloadTooLargeError(CarebusError):
+    """The request body exceeds the accepted size."""
+
+
+class UnsupportedMediaTypeError(CarebusError):
+    """The request body is not declared as JSON."""
