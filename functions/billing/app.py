@@ -1,0 +1,63 @@
+"""Billing: one claim per encounter reference on the billing queue, announced as ClaimSubmitted."""
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from carebus.adapters.consumer import ONCE_PER_ENCOUNTER, consume_references
+from carebus.adapters.dynamo import Table
+from carebus.adapters.encounters import load_encounter
+from carebus.adapters.eventbus import announce_once
+from carebus.adapters.idempotency import idempotency_store
+from carebus.billing import build_claim
+from carebus.events import claim_submitted
+from carebus.messages import EncounterReference
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+dynamodb = boto3.client("dynamodb")
+events = boto3.client("events")
+encounters = Table(dynamodb, os.environ["ENCOUNTERS_TABLE"])
+claims = Table(dynamodb, os.environ["CLAIMS_TABLE"])
+BUS_NAME = os.environ["EVENT_BUS_NAME"]
+
+
+@idempotent_function(
+    data_keyword_argument="reference", config=ONCE_PER_ENCOUNTER, persistence_store=idempotency_store()
+)
+@tracer.capture_method
+def bill(reference: dict[str, Any]) -> dict[str, Any]:
+    encounter = load_encounter(encounters, reference["encounterId"])
+    request = encounter.request
+    claim = build_claim(
+        encounter.encounter_id, request.practitioner_npi, request.diagnoses, request.procedures
+    )
+    record = {**claim.to_item(), "createdAt": datetime.now(UTC).isoformat()}
+    key = {"encounterId": claim.encounter_id}
+    if claims.put_new(record, "encounterId"):
+        metrics.add_metric(name="ClaimsSubmitted", unit=MetricUnit.Count, value=1)
+    else:
+        record = claims.get(key) or record
+    announce_once(events, BUS_NAME, [claim_submitted(claim)], claims, record, key)
+    logger.info("Claim submitted", extra={"claim_id": claim.claim_id, "total_cents": claim.total_cents})
+    return {"claimId": claim.claim_id, "totalCents": claim.total_cents}
+
+
+def handle(reference: EncounterReference) -> None:
+    bill(reference=reference.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ONCE_PER_ENCOUNTER.register_lambda_context(context)
+    return consume_references(event, context, handle, logger)

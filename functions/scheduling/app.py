@@ -1,0 +1,149 @@
+"""Scheduling: book the earliest free follow-up slot of the practitioner, or waitlist the request."""
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from carebus.adapters.consumer import ONCE_PER_ENCOUNTER, consume_references
+from carebus.adapters.dynamo import Table, to_item
+from carebus.adapters.encounters import load_encounter
+from carebus.adapters.eventbus import announce_once
+from carebus.adapters.idempotency import idempotency_store
+from carebus.errors import MalformedMessageError
+from carebus.events import DomainEvent, appointment_booked, appointment_waitlisted
+from carebus.messages import EncounterReference
+from carebus.scheduling import appointment_id_for, candidate_slots, free_slots, slot_key
+
+NO_FREE_SLOT = "no free slot in the follow-up window"
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+dynamodb = boto3.client("dynamodb")
+events = boto3.client("events")
+encounters = Table(dynamodb, os.environ["ENCOUNTERS_TABLE"])
+appointments = Table(dynamodb, os.environ["APPOINTMENTS_TABLE"])
+BUS_NAME = os.environ["EVENT_BUS_NAME"]
+
+
+def current_time() -> datetime:
+    """Now, in UTC; the one clock scheduling reads (tests set it to book into fixed windows)."""
+    return datetime.now(UTC)
+
+
+def _practitioner_key(npi: str) -> str:
+    return f"PRACTITIONER#{npi}"
+
+
+def _appointment_key(encounter_id: str) -> dict[str, str]:
+    return {"pk": f"ENCOUNTER#{encounter_id}", "sk": "APPOINTMENT"}
+
+
+def booked_starts(npi: str, first: datetime, last: datetime) -> list[datetime]:
+    records = appointments.query(
+        "pk = :pk AND sk BETWEEN :first AND :last",
+        {":pk": _practitioner_key(npi), ":first": slot_key(npi, first), ":last": slot_key(npi, last)},
+    )
+    return [datetime.fromisoformat(record["start"]) for record in records]
+
+
+def try_book(appointment: dict[str, Any], npi: str, start: datetime) -> str:
+    """Take the slot and write the appointment in one transaction: "booked", "slot-taken" or "exists"."""
+    slot = {
+        "pk": _practitioner_key(npi),
+        "sk": slot_key(npi, start),
+        "start": start.isoformat(),
+        "encounterId": appointment["encounterId"],
+        "appointmentId": appointment["appointmentId"],
+    }
+    try:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": appointments.name, "Item": to_item(item), "ConditionExpression": check}}
+                for item, check in (
+                    (slot, "attribute_not_exists(pk)"),
+                    (
+                        {**appointment, "status": "BOOKED", "start": start.isoformat()},
+                        "attribute_not_exists(pk)",
+                    ),
+                )
+            ]
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+        if len(reasons) == 2 and reasons[1] == "ConditionalCheckFailed":
+            return "exists"
+        if len(reasons) == 2 and reasons[0] == "ConditionalCheckFailed":
+            return "slot-taken"
+        raise
+    return "booked"
+
+
+def event_for(record: dict[str, Any]) -> DomainEvent:
+    if record["status"] == "BOOKED":
+        return appointment_booked(
+            record["encounterId"], record["appointmentId"], datetime.fromisoformat(record["start"])
+        )
+    return appointment_waitlisted(record["encounterId"], record["appointmentId"], record["reason"])
+
+
+@idempotent_function(
+    data_keyword_argument="reference", config=ONCE_PER_ENCOUNTER, persistence_store=idempotency_store()
+)
+@tracer.capture_method
+def schedule(reference: dict[str, Any]) -> dict[str, Any]:
+    encounter = load_encounter(encounters, reference["encounterId"])
+    follow_up = encounter.request.follow_up
+    if follow_up is None:
+        raise MalformedMessageError("the encounter asks for no follow-up; the message was misrouted")
+    npi = encounter.request.practitioner_npi
+    key = _appointment_key(encounter.encounter_id)
+    appointment = {
+        **key,
+        "encounterId": encounter.encounter_id,
+        "appointmentId": appointment_id_for(encounter.encounter_id),
+        "practitionerNpi": npi,
+        "visitType": follow_up.visit_type,
+        "createdAt": current_time().isoformat(),
+    }
+    record = appointments.get(key)
+    if record is None:
+        candidates = candidate_slots(follow_up.earliest, follow_up.latest, not_before=current_time())
+        booked = booked_starts(npi, candidates[0], candidates[-1]) if candidates else []
+        for start in free_slots(candidates, booked):
+            outcome = try_book(appointment, npi, start)
+            if outcome == "slot-taken":
+                continue
+            if outcome == "booked":
+                metrics.add_metric(name="AppointmentsBooked", unit=MetricUnit.Count, value=1)
+            break
+        else:
+            waitlisted = {**appointment, "status": "WAITLISTED", "reason": NO_FREE_SLOT}
+            if appointments.put_new(waitlisted, "pk"):
+                metrics.add_metric(name="AppointmentsWaitlisted", unit=MetricUnit.Count, value=1)
+        record = appointments.get(key) or {}
+    announce_once(events, BUS_NAME, [event_for(record)], appointments, record, key)
+    logger.info("Follow-up scheduled", extra={"status": record["status"], "start": record.get("start")})
+    return {"appointmentId": record["appointmentId"], "status": record["status"]}
+
+
+def handle(reference: EncounterReference) -> None:
+    schedule(reference=reference.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ONCE_PER_ENCOUNTER.register_lambda_context(context)
+    return consume_references(event, context, handle, logger)

@@ -1,0 +1,112 @@
+"""The API edge: who is calling, and the one mapping from domain errors to problem-details answers."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from pydantic import ValidationError
+
+from carebus.auth import Role, groups_from_claims, require_any
+from carebus.errors import (
+    CarebusError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from carebus.problems import PROBLEM_CONTENT_TYPE, body_not_json_problem, problem, validation_problem
+
+MAX_BODY_BYTES = 64 * 1024
+_JSON_MEDIA_TYPES = frozenset({"application/json"})
+
+
+class BodyNotJsonError(CarebusError):
+    """The body is not a JSON object."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The signed-in user as API Gateway's Cognito authorizer vouched for them."""
+
+    subject: str
+    groups: frozenset[str]
+
+    def require(self, *roles: Role) -> None:
+        require_any(self.groups, *roles)
+
+    def has(self, role: Role) -> bool:
+        return role in self.groups
+
+
+def caller_of(app: APIGatewayRestResolver) -> Caller:
+    claims = (app.current_event.request_context.authorizer.claims or {}) if app.current_event else {}
+    if not claims.get("sub"):
+        # API Gateway only calls us with verified claims; without them the route is misconfigured.
+        raise ForbiddenError("no verified identity on the request")
+    return Caller(subject=claims["sub"], groups=groups_from_claims(claims))
+
+
+def read_json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
+    """The request's JSON object, refusing other media types (415), large bodies (413) and non-objects."""
+    event = app.current_event
+    content_type = event.headers.get("content-type") or ""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in _JSON_MEDIA_TYPES and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError("send the body as application/json")
+    body = event.decoded_body or ""
+    if len(body.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES // 1024} KiB")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BodyNotJsonError("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BodyNotJsonError("the body is not a JSON object")
+    return data
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=body["status"],
+        content_type=PROBLEM_CONTENT_TYPE,
+        body=json.dumps(body),
+        headers=headers,
+    )
+
+
+def install_problem_answers(app: APIGatewayRestResolver) -> None:
+    """Answer every domain error, unknown route and unexpected failure as RFC 9457 problem details."""
+
+    @app.exception_handler(ValidationError)
+    def invalid(error: ValidationError) -> Response:
+        return problem_response(validation_problem(error))
+
+    @app.exception_handler(BodyNotJsonError)
+    def not_json(_: BodyNotJsonError) -> Response:
+        return problem_response(body_not_json_problem())
+
+    @app.exception_handler(ForbiddenError)
+    def forbidden(error: ForbiddenError) -> Response:
+        return problem_response(problem(403, "Not allowed", str(error), "forbidden"))
+
+    @app.exception_handler(NotFoundError)
+    def not_found(error: NotFoundError) -> Response:
+        return problem_response(problem(404, "Not found", str(error), "not-found"))
+
+    @app.exception_handler(ConflictError)
+    def conflict(error: ConflictError) -> Response:
+        return problem_response(problem(409, "Conflict", str(error), "conflict"))
+
+    @app.exception_handler(PayloadTooLargeError)
+    def too_large(error: PayloadTooLargeError) -> Response:
+        return problem_response(problem(413, "Payload too large", str(error), "payload-too-large"))
+
+    @app.exception_handler(UnsupportedMediaTypeError)
+    def unsupported(error: UnsupportedMediaTypeError) -> Response:
+        return problem_response(problem(415, "Unsupported media type", str(error), "unsupported-media-type"))
+
+    @app.not_found
+    def no_route(_: Exception) -> Response:
+        return problem_response(problem(404, "Not found", "No such route", "not-found"))

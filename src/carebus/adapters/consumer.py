@@ -1,0 +1,53 @@
+"""The queue-consumer edge: SQS batch in, partial batch response out, one encounter reference a record."""
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from carebus.errors import CarebusError
+from carebus.messages import EncounterReference, parse_reference
+
+# A consumer writes its record at most once per encounter; a week outlives any SQS redelivery (4 days).
+ONCE_PER_ENCOUNTER = IdempotencyConfig(event_key_jmespath="encounterId", expires_after_seconds=7 * 24 * 3600)
+
+# A batch where every record fails still answers with the failures (so each one reaches the DLQ on its
+# own count) instead of raising, which would fail the invocation and hide the poison message among others.
+_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def consume_references(
+    event: dict[str, Any],
+    context: LambdaContext,
+    handle: Callable[[EncounterReference], None],
+    logger: Logger,
+) -> dict[str, Any]:
+    """Run handle on each record's encounter reference; failed records are reported, never dropped.
+
+    The function's own logger carries the encounter id into every line logged while handling a record.
+    """
+
+    def handle_record(record: SQSRecord) -> None:
+        # The routing attribute names the encounter even when the body turns out to be malformed.
+        correlation = record.raw_event.get("messageAttributes", {}).get("encounterId", {}).get("stringValue")
+        with logger.append_context_keys(encounter_id=correlation, message_id=record.message_id):
+            try:
+                reference = parse_reference(record.body)
+                with logger.append_context_keys(encounter_id=reference.encounter_id):
+                    handle(reference)
+            except Exception as error:
+                # No traceback: it could quote a payload. carebus's own errors never carry PHI.
+                reason = str(error) if isinstance(error, CarebusError) else None
+                logger.warning(
+                    "Record failed; it stays on the queue",
+                    extra={"error": type(error).__name__, "reason": reason},
+                )
+                raise
+
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=_processor, context=context
+    )

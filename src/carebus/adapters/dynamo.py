@@ -1,0 +1,93 @@
+"""DynamoDB records as plain dicts, with writes that never overwrite what another attempt stored."""
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; carebus stores whole numbers only (cents, counts)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def to_item(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record in DynamoDB's attribute-value form; None fields are left out rather than stored."""
+    return {key: _serializer.serialize(value) for key, value in record.items() if value is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A record from DynamoDB's attribute-value form."""
+    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def is_conditional_check_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class Table:
+    """One table through a shared low-level client (cheaper to create than boto3's resource API)."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        answer = self.client.get_item(TableName=self.name, Key=to_item(key), ConsistentRead=True)
+        return from_item(answer["Item"]) if "Item" in answer else None
+
+    def put_new(self, record: Mapping[str, Any], key_attribute: str) -> bool:
+        """Store the record unless one with its key exists; False when it already did."""
+        try:
+            self.client.put_item(
+                TableName=self.name,
+                Item=to_item(record),
+                ConditionExpression="attribute_not_exists(#key)",
+                ExpressionAttributeNames={"#key": key_attribute},
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def set_attributes(self, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        """Set attributes of an existing record (the key must exist)."""
+        names = {f"#a{index}": name for index, name in enumerate(values)}
+        placeholders = {f":v{index}": value for index, value in enumerate(values.values())}
+        self.client.update_item(
+            TableName=self.name,
+            Key=to_item(key),
+            UpdateExpression="SET " + ", ".join(f"#a{index} = :v{index}" for index in range(len(values))),
+            ConditionExpression="attribute_exists(#k)",
+            ExpressionAttributeNames={**names, "#k": next(iter(key))},
+            ExpressionAttributeValues=to_item(placeholders),
+        )
+
+    def query(
+        self, condition: str, values: Mapping[str, Any], names: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every record matching a key condition, across pages, in key order."""
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": to_item(values),
+            "ConsistentRead": True,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = dict(names)
+        records: list[dict[str, Any]] = []
+        for page in self.client.get_paginator("query").paginate(**request):
+            records.extend(from_item(item) for item in page["Items"])
+        return records
