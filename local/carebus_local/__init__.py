@@ -1,0 +1,1 @@
+"""carebus local: the stack described by template.yaml, provisioned on moto and run on a laptop."""

@@ -1,0 +1,126 @@
+"""SQS event source mappings, emulated: receive a batch, invoke the function, keep only what failed."""
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from carebus_local.functions import InProcessFunction
+from carebus_local.provision import EventSourceMappingSpec
+
+_RECEIVE_LIMIT = 10  # SQS hands out at most ten messages per ReceiveMessage
+
+
+def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """SQS API message attributes in the shape Lambda's SQS event uses (camelCase, empty lists)."""
+    converted = {}
+    for name, attribute in attributes.items():
+        value: dict[str, Any] = {
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": attribute["DataType"],
+        }
+        if "StringValue" in attribute:
+            value["stringValue"] = attribute["StringValue"]
+        if "BinaryValue" in attribute:
+            value["binaryValue"] = attribute["BinaryValue"]
+        converted[name] = value
+    return converted
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS poller hands a function for these received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": _lambda_message_attributes(message.get("MessageAttributes", {})),
+                "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for message in messages
+        ]
+    }
+
+
+@dataclass
+class PollResult:
+    """One invocation's outcome: which messages it got and which it reported as failed."""
+
+    received: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class QueuePoller:
+    """One event source mapping: a queue, its function, batch size, batching window and failure mode."""
+
+    def __init__(
+        self, sqs: Any, mapping: EventSourceMappingSpec, function: InProcessFunction, region: str
+    ) -> None:
+        self.sqs = sqs
+        self.mapping = mapping
+        self.function = function
+        self.region = region
+        name = mapping.queue_arn.rsplit(":", 1)[1]
+        self.queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+    def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.mapping.batching_window_seconds
+        while len(messages) < self.mapping.batch_size:
+            answer = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(_RECEIVE_LIMIT, self.mapping.batch_size - len(messages)),
+                WaitTimeSeconds=wait_seconds if not messages else 0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            batch = answer.get("Messages", [])
+            messages.extend(batch)
+            if not batch and (not messages or time.monotonic() >= deadline):
+                break
+            if batch and time.monotonic() >= deadline:
+                break
+        return messages
+
+    def poll_once(self, wait_seconds: int = 0, retry_after_seconds: int | None = None) -> PollResult:
+        """Deliver one batch. Failed messages stay invisible for the queue's visibility timeout, as on
+        Lambda, unless retry_after_seconds shortens it (tests and demos do not wait two minutes)."""
+        messages = self._receive(wait_seconds)
+        result = PollResult(received=[message["MessageId"] for message in messages])
+        if not messages:
+            return result
+        try:
+            answer = self.function.invoke(sqs_event(messages, self.mapping.queue_arn, self.region))
+        except Exception as error:  # noqa: BLE001 - a failed invocation fails the whole batch, as on Lambda
+            result.error = f"{type(error).__name__}: {error}"
+            failed = set(result.received)
+        else:
+            reported = (
+                (answer or {}).get("batchItemFailures", []) if self.mapping.report_batch_item_failures else []
+            )
+            failed = {item["itemIdentifier"] for item in reported}
+        result.failed = [message_id for message_id in result.received if message_id in failed]
+        done = [message for message in messages if message["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)
+                ],
+            )
+        if retry_after_seconds is not None:
+            for message in messages:
+                if message["MessageId"] in failed:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=retry_after_seconds,
+                    )
+        return result

@@ -1,0 +1,133 @@
+"""Driving a moto stack in tests: call the API, deliver queues to their functions, read the bus."""
+
+import json
+import uuid
+from collections.abc import Callable
+from copy import deepcopy
+from typing import Any
+
+import boto3
+
+from carebus_local.functions import InProcessFunction
+from carebus_local.pollers import PollResult, QueuePoller
+from carebus_local.provision import OfflineStack
+
+PHYSICIAN_SUB = "0c5f3b1e-7d0a-4a8e-9c1f-2b7d4e6a8f10"  # the physician of the sample events
+OTHER_PHYSICIAN_SUB = "9a1e4c55-2b7f-4f0e-8a63-5d2c1b0e9f77"
+PHARMACIST_SUB = "3d7b9e21-6c4a-4b8f-9e05-7a1c2d3e4f50"
+PHARMACIST_CLAIMS = {"sub": PHARMACIST_SUB, "cognito:groups": "pharmacists"}
+CAPTURE_RULE = "test-capture-every-carebus-event"
+
+
+def as_caller(event: dict[str, Any], claims: dict[str, Any] | None) -> dict[str, Any]:
+    """The same API event as another signed-in user (None: no authorizer claims at all)."""
+    changed = deepcopy(event)
+    if claims is None:
+        changed["requestContext"].pop("authorizer", None)
+    else:
+        changed["requestContext"]["authorizer"] = {"claims": claims}
+    return changed
+
+
+def with_body(event: dict[str, Any], body: Any, **headers: str) -> dict[str, Any]:
+    """The same API event with another JSON body (or raw string) and extra headers."""
+    changed = deepcopy(event)
+    changed["body"] = body if isinstance(body, str) else json.dumps(body)
+    changed["headers"].update(headers)
+    changed["multiValueHeaders"].update({name: [value] for name, value in headers.items()})
+    return changed
+
+
+def without_header(event: dict[str, Any], name: str) -> dict[str, Any]:
+    changed = deepcopy(event)
+    for headers in (changed["headers"], changed["multiValueHeaders"]):
+        for key in [key for key in headers if key.lower() == name.lower()]:
+            del headers[key]
+    return changed
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+class StackDriver:
+    """What a test does to a stack: invoke functions, run the event source mappings, read results."""
+
+    def __init__(self, stack: OfflineStack, function: Callable[[str], InProcessFunction]) -> None:
+        self.stack = stack
+        self.function = function
+        self.sqs = boto3.client("sqs")
+        self.dynamodb = boto3.resource("dynamodb")
+        self.events = boto3.client("events")
+        self._capture_url: str | None = None
+
+    # ----- queues -----------------------------------------------------------------------------------
+    def queue_url(self, logical_id: str) -> str:
+        return self.stack.ref(logical_id)
+
+    def poller_for(self, queue_logical_id: str) -> QueuePoller:
+        arn = self.stack.attribute(queue_logical_id, "Arn")
+        mapping = next(m for m in self.stack.event_source_mappings if m.queue_arn == arn)
+        return QueuePoller(self.sqs, mapping, self.function(mapping.function_logical_id), self.stack.region)
+
+    def deliver(self, queue_logical_id: str) -> PollResult:
+        """One batch from the queue to its function; failures become visible again at once."""
+        return self.poller_for(queue_logical_id).poll_once(retry_after_seconds=0)
+
+    def messages(self, queue_logical_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Read (and leave) what is on a queue."""
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url(queue_logical_id),
+            MaxNumberOfMessages=limit,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=0,
+        )
+        return answer.get("Messages", [])
+
+    def depth(self, queue_logical_id: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url(queue_logical_id),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def send_raw(self, queue_logical_id: str, body: str) -> str:
+        return self.sqs.send_message(QueueUrl=self.queue_url(queue_logical_id), MessageBody=body)["MessageId"]
+
+    # ----- records ----------------------------------------------------------------------------------
+    def table(self, logical_id: str) -> Any:
+        return self.dynamodb.Table(self.stack.ref(logical_id))
+
+    def items(self, logical_id: str) -> list[dict[str, Any]]:
+        return self.table(logical_id).scan(ConsistentRead=True)["Items"]
+
+    # ----- the bus ----------------------------------------------------------------------------------
+    def capture_bus(self) -> None:
+        """A test-only rule that copies every carebus event on the bus to a queue we can read."""
+        url = self.sqs.create_queue(QueueName=f"capture-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        bus = self.stack.outputs["EventBusName"]
+        self.events.put_rule(
+            Name=CAPTURE_RULE, EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": "carebus."}]})
+        )
+        self.events.put_targets(Rule=CAPTURE_RULE, EventBusName=bus, Targets=[{"Id": "capture", "Arn": arn}])
+        self._capture_url = url
+
+    def bus_events(self) -> list[dict[str, Any]]:
+        """Every event captured since capture_bus(), oldest first, drained."""
+        if self._capture_url is None:
+            raise RuntimeError("call capture_bus() before the events are put")
+        events: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self._capture_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not batch:
+                return events
+            for message in batch:
+                events.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self._capture_url, ReceiptHandle=message["ReceiptHandle"])

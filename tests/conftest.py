@@ -1,0 +1,79 @@
+"""Fixtures shared by every level: the template, a fresh moto stack built from it, and its functions."""
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before anything creates a boto3 client: fake credentials, one region, no real endpoint, no X-Ray.
+os.environ.update(
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    POWERTOOLS_TRACE_DISABLED="true",
+)
+for leaking in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(leaking, None)
+
+from moto import mock_aws  # noqa: E402 - after the environment above
+
+from carebus_local.functions import InProcessFunction  # noqa: E402
+from carebus_local.provision import OfflineStack, Provisioner  # noqa: E402
+from carebus_local.template import PROJECT_ROOT, load_template, translate  # noqa: E402
+from carebus_testing import StackDriver  # noqa: E402
+
+EVENTS_DIR = PROJECT_ROOT / "events"
+# samtranslator logs its feature-toggle lookups at WARNING on every translation.
+logging.getLogger("samtranslator").setLevel(logging.ERROR)
+
+
+def load_event(relative_path: str) -> dict[str, Any]:
+    """A sample event from events/, exactly as `sam local invoke -e` would read it."""
+    return json.loads((EVENTS_DIR / relative_path).read_text())
+
+
+@pytest.fixture(scope="session")
+def sam_template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def cfn(sam_template: dict[str, Any]) -> dict[str, Any]:
+    return translate(sam_template)
+
+
+@pytest.fixture
+def stack(cfn: dict[str, Any], sam_template: dict[str, Any]) -> Iterator[OfflineStack]:
+    """A fresh stack per test: every resource of template.yaml, created on moto."""
+    with mock_aws():
+        yield Provisioner(cfn, sam_template).provision()
+
+
+@pytest.fixture
+def function(stack: OfflineStack) -> Callable[[str], InProcessFunction]:
+    """A function of the stack by logical id, imported with the environment the template gives it."""
+    loaded: dict[str, InProcessFunction] = {}
+
+    def load(logical_id: str) -> InProcessFunction:
+        if logical_id not in loaded:
+            loaded[logical_id] = InProcessFunction(
+                stack.functions[logical_id], stack.function_environment(logical_id)
+            )
+        return loaded[logical_id]
+
+    return load
+
+
+@pytest.fixture
+def driver(stack: OfflineStack, function: Callable[[str], InProcessFunction]) -> StackDriver:
+    return StackDriver(stack, function)
+
+
+@pytest.fixture
+def events_dir() -> Path:
+    return EVENTS_DIR
