@@ -1,8 +1,10 @@
 """Driving a moto stack in tests: call the API, deliver queues to their functions, read the bus."""
 
+import io
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 from typing import Any
 
@@ -71,8 +73,9 @@ class StackDriver:
         return QueuePoller(self.sqs, mapping, self.function(mapping.function_logical_id), self.stack.region)
 
     def deliver(self, queue_logical_id: str) -> PollResult:
-        """One batch from the queue to its function; failures become visible again at once."""
-        return self.poller_for(queue_logical_id).poll_once(retry_after_seconds=0)
+        """One batch from the queue to its function, without waiting for the batching window to fill;
+        failures become visible again at once."""
+        return self.poller_for(queue_logical_id).poll_once(retry_after_seconds=0, fill_batch=False)
 
     def messages(self, queue_logical_id: str, limit: int = 10) -> list[dict[str, Any]]:
         """Read (and leave) what is on a queue."""
@@ -131,3 +134,17 @@ class StackDriver:
             for message in batch:
                 events.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self._capture_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@contextmanager
+def json_logs(function: InProcessFunction) -> Iterator[list[dict[str, Any]]]:
+    """Every JSON line the function's Powertools logger writes inside the block (filled on exit)."""
+    handler = function.module.logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        handler.setStream(previous)
+        lines.extend(json.loads(line) for line in buffer.getvalue().splitlines() if line.strip())

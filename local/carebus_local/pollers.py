@@ -70,9 +70,10 @@ class QueuePoller:
         name = mapping.queue_arn.rsplit(":", 1)[1]
         self.queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
-    def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
+    def _receive(self, wait_seconds: int, fill_batch: bool) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.mapping.batching_window_seconds
+        window = self.mapping.batching_window_seconds if fill_batch else 0
+        deadline = time.monotonic() + window
         while len(messages) < self.mapping.batch_size:
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -89,10 +90,13 @@ class QueuePoller:
                 break
         return messages
 
-    def poll_once(self, wait_seconds: int = 0, retry_after_seconds: int | None = None) -> PollResult:
-        """Deliver one batch. Failed messages stay invisible for the queue's visibility timeout, as on
-        Lambda, unless retry_after_seconds shortens it (tests and demos do not wait two minutes)."""
-        messages = self._receive(wait_seconds)
+    def poll_once(
+        self, wait_seconds: int = 0, retry_after_seconds: int | None = None, fill_batch: bool = True
+    ) -> PollResult:
+        """Deliver one batch, waiting up to the batching window for it to fill (unless fill_batch is
+        False). Failed messages stay invisible for the queue's visibility timeout, as on Lambda, unless
+        retry_after_seconds shortens it (tests and demos do not wait two minutes)."""
+        messages = self._receive(wait_seconds, fill_batch)
         result = PollResult(received=[message["MessageId"] for message in messages])
         if not messages:
             return result

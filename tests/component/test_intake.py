@@ -1,0 +1,267 @@
+"""POST /encounters on moto: validation, storage, fan-out, idempotency and failure answers."""
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import load_event
+
+from carebus_testing import (
+    PHARMACIST_CLAIMS,
+    PHYSICIAN_SUB,
+    as_caller,
+    body_of,
+    json_logs,
+    with_body,
+    without_header,
+)
+
+SAMPLE = "intake/submit_encounter.json"
+SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"
+WORK_QUEUES = ("BillingQueue", "SchedulingQueue", "PrescriptionsQueue")
+
+
+def sample_body() -> dict[str, Any]:
+    return json.loads(load_event(SAMPLE)["body"])
+
+
+def phi_values(body: dict[str, Any]) -> list[str]:
+    patient = body["patient"]
+    return [patient["name"], patient["birthDate"], patient["insuranceMemberId"], patient["id"]]
+
+
+@pytest.fixture
+def intake(function):
+    return function("IntakeFunction")
+
+
+def test_sample_encounter_is_accepted_with_its_location(intake):
+    response = intake.invoke(load_event(SAMPLE))
+
+    assert response["statusCode"] == 202
+    assert body_of(response) == {
+        "encounterId": SAMPLE_ENCOUNTER_ID,
+        "status": "ACCEPTED",
+        "location": f"/v1/encounters/{SAMPLE_ENCOUNTER_ID}",
+    }
+    assert response["multiValueHeaders"]["Location"] == [f"/v1/encounters/{SAMPLE_ENCOUNTER_ID}"]
+
+
+def test_accepted_encounter_is_stored_once_with_its_submitter_and_marked_published(intake, driver):
+    intake.invoke(load_event(SAMPLE))
+
+    [record] = driver.items("EncountersTable")
+    assert record["encounterId"] == SAMPLE_ENCOUNTER_ID
+    assert record["submittedBy"] == PHYSICIAN_SUB
+    assert record["publishedAt"]
+    assert record["encounter"]["patient"] == sample_body()["patient"]
+
+
+def test_sample_encounter_reaches_every_queue_as_a_reference_without_phi(intake, driver):
+    intake.invoke(load_event(SAMPLE))
+
+    for queue in WORK_QUEUES:
+        [message] = driver.messages(queue)
+        assert json.loads(message["Body"]) == {"schemaVersion": 1, "encounterId": SAMPLE_ENCOUNTER_ID}
+        assert message["MessageAttributes"]["encounterId"]["StringValue"] == SAMPLE_ENCOUNTER_ID
+        carried = json.dumps(message)
+        for value in phi_values(sample_body()):
+            assert value not in carried, f"{queue} message carries PHI"
+
+
+def test_encounter_without_follow_up_or_prescriptions_goes_to_billing_only(intake, driver):
+    body = sample_body()
+    del body["followUp"]
+    body["prescriptions"] = []
+
+    intake.invoke(with_body(load_event(SAMPLE), body, **{"Idempotency-Key": "billing-only"}))
+
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [1, 0, 0]
+
+
+def test_invalid_sample_answers_400_naming_each_bad_field_and_stores_nothing(intake, driver):
+    response = intake.invoke(load_event("intake/submit_invalid_encounter.json"))
+
+    assert response["statusCode"] == 400
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+    problem = body_of(response)
+    assert problem["status"] == 400
+    fields = {error["field"]: error["code"] for error in problem["errors"]}
+    assert fields["practitionerNpi"] == "invalid_npi"
+    assert fields["encounterDate"] == "date_in_future"
+    assert fields["procedures[0].code"] == "invalid_cpt"
+    assert driver.items("EncountersTable") == []
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [0, 0, 0]
+
+
+def test_controlled_prescription_without_dea_number_is_a_field_error(intake):
+    body = sample_body()
+    del body["prescriberDea"]
+
+    response = intake.invoke(with_body(load_event(SAMPLE), body))
+
+    assert response["statusCode"] == 400
+    assert [error["field"] for error in body_of(response)["errors"]] == ["prescriberDea"]
+
+
+def test_validation_errors_never_echo_submitted_values(intake):
+    body = sample_body()
+    body["patient"]["birthDate"] = "not-a-date Alex Sample"
+
+    response = intake.invoke(with_body(load_event(SAMPLE), body))
+
+    assert response["statusCode"] == 400
+    assert "Alex Sample" not in response["body"]
+
+
+def test_pharmacist_may_not_submit_encounters(intake, driver):
+    response = intake.invoke(as_caller(load_event(SAMPLE), PHARMACIST_CLAIMS))
+
+    assert response["statusCode"] == 403
+    assert body_of(response)["type"].endswith("/forbidden")
+    assert driver.items("EncountersTable") == []
+
+
+def test_request_without_verified_identity_is_refused(intake):
+    response = intake.invoke(as_caller(load_event(SAMPLE), None))
+
+    assert response["statusCode"] == 403
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_anything_but_json_is_415(intake, content_type):
+    event = without_header(load_event(SAMPLE), "Content-Type")
+    if content_type:
+        event = with_body(event, sample_body(), **{"Content-Type": content_type})
+
+    response = intake.invoke(event)
+
+    assert response["statusCode"] == 415
+
+
+def test_json_with_charset_is_accepted(intake):
+    event = with_body(
+        load_event(SAMPLE), sample_body(), **{"Content-Type": "application/json; charset=utf-8"}
+    )
+
+    assert intake.invoke(event)["statusCode"] == 202
+
+
+def test_body_over_64_kib_is_413(intake):
+    body = sample_body()
+    body["padding"] = "x" * (64 * 1024)
+
+    response = intake.invoke(with_body(load_event(SAMPLE), body))
+
+    assert response["statusCode"] == 413
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[]", '"a string"'])
+def test_body_that_is_not_a_json_object_is_400_on_the_body(intake, raw):
+    response = intake.invoke(with_body(load_event(SAMPLE), raw))
+
+    assert response["statusCode"] == 400
+    assert [error["field"] for error in body_of(response)["errors"]] == ["body"]
+
+
+def test_invalid_idempotency_key_is_a_field_error(intake):
+    response = intake.invoke(with_body(load_event(SAMPLE), sample_body(), **{"Idempotency-Key": "x" * 256}))
+
+    assert response["statusCode"] == 400
+    assert [error["field"] for error in body_of(response)["errors"]] == ["Idempotency-Key"]
+
+
+def test_same_key_and_body_replays_the_first_answer_and_fans_out_once(intake, driver):
+    first = intake.invoke(load_event(SAMPLE))
+    second = intake.invoke(load_event(SAMPLE))
+
+    assert second["statusCode"] == 202
+    assert body_of(second) == body_of(first)
+    assert len(driver.items("EncountersTable")) == 1
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [1, 1, 1]
+
+
+def test_same_key_with_reformatted_body_counts_as_the_same_body(intake):
+    first = intake.invoke(load_event(SAMPLE))
+    reformatted = with_body(load_event(SAMPLE), json.dumps(sample_body(), indent=4, sort_keys=True))
+
+    assert body_of(intake.invoke(reformatted)) == body_of(first)
+
+
+def test_same_key_with_a_different_body_is_409(intake, driver):
+    intake.invoke(load_event(SAMPLE))
+    body = sample_body()
+    body["encounterType"] = "TELEHEALTH"
+
+    response = intake.invoke(with_body(load_event(SAMPLE), body))
+
+    assert response["statusCode"] == 409
+    assert len(driver.items("EncountersTable")) == 1
+
+
+def test_same_key_from_another_physician_is_another_encounter(intake, driver):
+    other = {"sub": "9a1e4c55-2b7f-4f0e-8a63-5d2c1b0e9f77", "cognito:groups": "physicians"}
+
+    first = body_of(intake.invoke(load_event(SAMPLE)))
+    second = body_of(intake.invoke(as_caller(load_event(SAMPLE), other)))
+
+    assert first["encounterId"] != second["encounterId"]
+    assert len(driver.items("EncountersTable")) == 2
+
+
+def test_without_a_key_every_submission_is_a_new_encounter(intake, driver):
+    event = without_header(load_event(SAMPLE), "Idempotency-Key")
+
+    first = body_of(intake.invoke(event))
+    second = body_of(intake.invoke(event))
+
+    assert first["encounterId"] != second["encounterId"]
+    assert driver.depth("BillingQueue") == 2
+
+
+class FailingOnce:
+    """The SNS client, except that the first publish fails as an unavailable service would."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.failures_left = 1
+
+    def publish(self, **request: Any) -> Any:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "unavailable"}}, "Publish")
+        return self.client.publish(**request)
+
+
+def test_publish_failure_answers_503_and_the_retry_fans_out_exactly_once(intake, driver, monkeypatch):
+    module = intake.module
+    monkeypatch.setattr(module, "sns", FailingOnce(module.sns))
+
+    failed = intake.invoke(load_event(SAMPLE))
+
+    assert failed["statusCode"] == 503
+    assert failed["multiValueHeaders"]["Retry-After"] == ["2"]
+    [stored] = driver.items("EncountersTable")
+    assert "publishedAt" not in stored
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [0, 0, 0]
+
+    retried = intake.invoke(load_event(SAMPLE))
+
+    assert retried["statusCode"] == 202
+    assert body_of(retried)["encounterId"] == SAMPLE_ENCOUNTER_ID
+    [stored] = driver.items("EncountersTable")
+    assert stored["publishedAt"]
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [1, 1, 1]
+
+
+def test_logs_name_the_encounter_and_carry_no_phi(intake):
+    with json_logs(intake) as lines:
+        intake.invoke(load_event(SAMPLE))
+
+    accepted = [line for line in lines if line.get("message") == "Encounter accepted"]
+    assert accepted
+    assert accepted[0]["encounter_id"] == SAMPLE_ENCOUNTER_ID
+    printed = json.dumps(lines)
+    for value in phi_values(sample_body()):
+        assert value not in printed
