@@ -77,6 +77,19 @@ class StackDriver:
         failures become visible again at once."""
         return self.poller_for(queue_logical_id).poll_once(retry_after_seconds=0, fill_batch=False)
 
+    def drain(self, rounds: int = 10) -> None:
+        """Run every event source mapping until no queue hands out anything (failures retry at once)."""
+        for _ in range(rounds):
+            delivered = [
+                QueuePoller(self.sqs, mapping, self.function(mapping.function_logical_id), self.stack.region)
+                .poll_once(retry_after_seconds=0, fill_batch=False)
+                .received
+                for mapping in self.stack.event_source_mappings
+            ]
+            if not any(delivered):
+                return
+        raise AssertionError(f"queues still busy after {rounds} rounds")
+
     def messages(self, queue_logical_id: str, limit: int = 10) -> list[dict[str, Any]]:
         """Read (and leave) what is on a queue."""
         answer = self.sqs.receive_message(
