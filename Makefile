@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv lint validate cfn-lint unit test build deploy clean
+.PHONY: help venv lint validate cfn-lint unit test build deploy openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,8 +41,11 @@ test: lint validate cfn-lint ## Every gate: ruff, sam validate --lint, cfn-lint,
 build: $(STAMP) ## sam build without a container (works offline)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
 
-deploy: build ## Deploy to the dev environment of samconfig.toml (needs AWS credentials)
+deploy: build ## sam build, then sam deploy --config-env dev (needs AWS credentials)
 	$(BIN)/sam deploy --config-env dev
+
+openapi: $(STAMP) ## Regenerate docs/openapi.yaml from the domain models
+	$(BIN)/python -m carebus_local.openapi
 
 clean: ## Remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,181 @@
+"""docs/openapi.yaml, generated: paths and answers written here, request schemas from the domain models.
+
+`make openapi` rewrites the file; a test fails when the file and this generator disagree.
+"""
+
+import json
+from typing import Any
+
+import yaml
+
+from carebus.models import EncounterRequest
+from carebus_local.template import PROJECT_ROOT
+
+OPENAPI_PATH = PROJECT_ROOT / "docs" / "openapi.yaml"
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _components_schemas() -> dict[str, Any]:
+    schema = EncounterRequest.model_json_schema(by_alias=True, mode="validation")
+    definitions = schema.pop("$defs", {})
+    text = json.dumps({"EncounterRequest": schema, **definitions}).replace(
+        "#/$defs/", "#/components/schemas/"
+    )
+    schemas: dict[str, Any] = json.loads(text)
+    schemas["Problem"] = {
+        "type": "object",
+        "description": "RFC 9457 problem details; field errors never echo submitted values.",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message", "code"],
+                    "properties": {
+                        "field": {"type": "string", "examples": ["procedures[0].code"]},
+                        "message": {"type": "string"},
+                        "code": {"type": "string", "examples": ["invalid_cpt"]},
+                    },
+                },
+            },
+        },
+    }
+    schemas["Accepted"] = {
+        "type": "object",
+        "required": ["encounterId", "status", "location"],
+        "properties": {
+            "encounterId": {"type": "string", "format": "uuid"},
+            "status": {"const": "ACCEPTED"},
+            "location": {"type": "string"},
+        },
+    }
+    schemas["EncounterState"] = {
+        "type": "object",
+        "description": "The downstream state; a pharmacist who did not submit the encounter sees "
+        "encounterId and prescriptions only.",
+        "required": ["encounterId", "prescriptions"],
+        "properties": {
+            "encounterId": {"type": "string", "format": "uuid"},
+            "status": {"enum": ["ACCEPTED", "PUBLISHED"]},
+            "submittedAt": {"type": "string", "format": "date-time"},
+            "expected": {
+                "type": "object",
+                "properties": {
+                    "claim": {"type": "boolean"},
+                    "appointment": {"type": "boolean"},
+                    "prescriptions": {"type": "integer"},
+                },
+            },
+            "claim": {"type": ["object", "null"]},
+            "appointment": {"type": ["object", "null"]},
+            "prescriptions": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return schemas
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "carebus API",
+            "version": "1",
+            "description": "Every route needs a Cognito ID token in the Authorization header. "
+            "Errors are application/problem+json.",
+        },
+        "servers": [
+            {
+                "url": "https://{apiId}.execute-api.{region}.amazonaws.com/v1",
+                "variables": {"apiId": {"default": "example"}, "region": {"default": "us-east-1"}},
+            }
+        ],
+        "security": [{"CognitoIdToken": []}],
+        "paths": {
+            "/encounters": {
+                "post": {
+                    "summary": "Submit an encounter (physicians)",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "description": "Same key and body: the first answer again; other body: 409.",
+                            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/EncounterRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Stored, and its fan-out happened",
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
+                            },
+                        },
+                        **{status: _PROBLEM for status in ("400", "401", "403", "409", "413", "415", "503")},
+                    },
+                }
+            },
+            "/encounters/{encounterId}": {
+                "get": {
+                    "summary": "Where an encounter got to (its physician; pharmacists see prescriptions)",
+                    "parameters": [
+                        {"name": "encounterId", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The downstream state",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/EncounterState"}
+                                }
+                            },
+                        },
+                        **{status: _PROBLEM for status in ("401", "403", "404")},
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "CognitoIdToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "A Cognito user pool ID token (API Gateway's Cognito authorizer).",
+                }
+            },
+            "responses": {
+                "Problem": {
+                    "description": "Problem details",
+                    "content": {
+                        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    },
+                }
+            },
+            "schemas": _components_schemas(),
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated by `make openapi` from local/carebus_local/openapi.py and the domain models.\n"
+    return header + yaml.safe_dump(openapi_document(), sort_keys=False, width=110)
+
+
+def main() -> None:
+    OPENAPI_PATH.write_text(render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""The documentation a user copies from stays true: the OpenAPI description and the README's paths."""
+
+import re
+
+from carebus_local.openapi import OPENAPI_PATH, render
+from carebus_local.template import PROJECT_ROOT
+
+
+def test_openapi_description_is_what_the_generator_and_domain_models_produce():
+    assert OPENAPI_PATH.read_text() == render(), "docs/openapi.yaml is stale: run `make openapi`"
+
+
+def test_every_path_the_readme_names_exists():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    named = set(re.findall(r"`((?:events|docs|functions|src|local|tests)/[\w./<>-]*)`", readme))
+    missing = [path for path in sorted(named) if "<" not in path and not (PROJECT_ROOT / path).exists()]
+    assert named
+    assert missing == []
+
+
+def test_every_make_target_the_readme_names_exists():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z-]+):", makefile, flags=re.MULTILINE))
+    named = set(re.findall(r"`make ([a-z-]+)`", readme))
+    assert named
+    assert named <= targets
