@@ -14,8 +14,9 @@ from carebus.adapters.api import Caller, caller_of, install_problem_answers
 from carebus.adapters.dynamo import Table
 from carebus.adapters.encounters import EncounterNotFoundError, StoredEncounter, load_encounter
 from carebus.auth import Role
+from carebus.messages import ENCOUNTER_ID_PATTERN
 
-_ENCOUNTER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_ENCOUNTER_ID = re.compile(ENCOUNTER_ID_PATTERN)
 _PRESCRIPTION_FIELDS = (
     "prescriptionId",
     "rxnormCode",

@@ -8,7 +8,7 @@ from pydantic.alias_generators import to_camel
 from carebus.errors import MalformedMessageError
 from carebus.models import EncounterRequest
 
-_CANONICAL_UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ENCOUNTER_ID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 class EncounterReference(BaseModel):
@@ -24,7 +24,7 @@ class EncounterReference(BaseModel):
 
     schema_version: Literal[1]
     # Canonical lower-case form only, so that every consumer derives the same ids from it.
-    encounter_id: str = Field(pattern=_CANONICAL_UUID)
+    encounter_id: str = Field(pattern=ENCOUNTER_ID_PATTERN)
 
 
 def parse_reference(body: str) -> EncounterReference:
