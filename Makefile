@@ -36,7 +36,7 @@ unit: $(STAMP) ## Only the pure unit tests (fast)
 	$(BIN)/pytest tests/unit -q
 
 test: lint validate cfn-lint ## Every gate: ruff, sam validate --lint, cfn-lint, pytest
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 build: $(STAMP) ## sam build without a container (works offline)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml

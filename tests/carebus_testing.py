@@ -13,12 +13,19 @@ import boto3
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import PollResult, QueuePoller
 from carebus_local.provision import OfflineStack
+from carebus_local.template import PROJECT_ROOT
 
+EVENTS_DIR = PROJECT_ROOT / "events"
 PHYSICIAN_SUB = "0c5f3b1e-7d0a-4a8e-9c1f-2b7d4e6a8f10"  # the physician of the sample events
 OTHER_PHYSICIAN_SUB = "9a1e4c55-2b7f-4f0e-8a63-5d2c1b0e9f77"
 PHARMACIST_SUB = "3d7b9e21-6c4a-4b8f-9e05-7a1c2d3e4f50"
 PHARMACIST_CLAIMS = {"sub": PHARMACIST_SUB, "cognito:groups": "pharmacists"}
 CAPTURE_RULE = "test-capture-every-carebus-event"
+
+
+def load_event(relative_path: str) -> dict[str, Any]:
+    """A sample event from events/, exactly as `sam local invoke -e` would read it."""
+    return json.loads((EVENTS_DIR / relative_path).read_text())
 
 
 def as_caller(event: dict[str, Any], claims: dict[str, Any] | None) -> dict[str, Any]:

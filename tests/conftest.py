@@ -1,10 +1,8 @@
 """Fixtures shared by every level: the template, a fresh moto stack built from it, and its functions."""
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,17 +22,11 @@ from moto import mock_aws  # noqa: E402 - after the environment above
 
 from carebus_local.functions import InProcessFunction  # noqa: E402
 from carebus_local.provision import OfflineStack, Provisioner  # noqa: E402
-from carebus_local.template import PROJECT_ROOT, load_template, translate  # noqa: E402
+from carebus_local.template import load_template, translate  # noqa: E402
 from carebus_testing import StackDriver  # noqa: E402
 
-EVENTS_DIR = PROJECT_ROOT / "events"
 # samtranslator logs its feature-toggle lookups at WARNING on every translation.
 logging.getLogger("samtranslator").setLevel(logging.ERROR)
-
-
-def load_event(relative_path: str) -> dict[str, Any]:
-    """A sample event from events/, exactly as `sam local invoke -e` would read it."""
-    return json.loads((EVENTS_DIR / relative_path).read_text())
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +64,3 @@ def function(stack: OfflineStack) -> Callable[[str], InProcessFunction]:
 @pytest.fixture
 def driver(stack: OfflineStack, function: Callable[[str], InProcessFunction]) -> StackDriver:
     return StackDriver(stack, function)
-
-
-@pytest.fixture
-def events_dir() -> Path:
-    return EVENTS_DIR

@@ -3,9 +3,8 @@
 from datetime import UTC, datetime
 
 import pytest
-from conftest import load_event
 
-from carebus_testing import OTHER_PHYSICIAN_SUB, PHARMACIST_CLAIMS, as_caller, body_of
+from carebus_testing import OTHER_PHYSICIAN_SUB, PHARMACIST_CLAIMS, as_caller, body_of, load_event
 
 SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"
 READ = "encounter_query/read_encounter.json"

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import load_event
 
 from carebus_testing import (
     PHARMACIST_CLAIMS,
@@ -13,6 +12,7 @@ from carebus_testing import (
     as_caller,
     body_of,
     json_logs,
+    load_event,
     with_body,
     without_header,
 )

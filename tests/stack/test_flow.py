@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from conftest import load_event
 
-from carebus_testing import body_of
+from carebus_testing import body_of, load_event
 
 SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"
 PHI = ("Alex Sample", "1980-04-12", "XZ9876543210", "MRN-000123")

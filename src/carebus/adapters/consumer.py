@@ -9,15 +9,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from carebus.errors import CarebusError
+from carebus.errors import CarebusError, MalformedMessageError
 from carebus.messages import EncounterReference, parse_reference
 
 # A consumer writes its record at most once per encounter; a week outlives any SQS redelivery (4 days).
 ONCE_PER_ENCOUNTER = IdempotencyConfig(event_key_jmespath="encounterId", expires_after_seconds=7 * 24 * 3600)
 
-# A batch where every record fails still answers with the failures (so each one reaches the DLQ on its
-# own count) instead of raising, which would fail the invocation and hide the poison message among others.
-_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+def _report_failure(logger: Logger, error: Exception) -> None:
+    # No traceback: it could quote a payload. carebus's own errors never carry PHI.
+    reason = str(error) if isinstance(error, CarebusError) else None
+    logger.warning(
+        "Record failed; it stays on the queue", extra={"error": type(error).__name__, "reason": reason}
+    )
 
 
 def consume_references(
@@ -32,22 +36,27 @@ def consume_references(
     """
 
     def handle_record(record: SQSRecord) -> None:
-        # The routing attribute names the encounter even when the body turns out to be malformed.
-        correlation = record.raw_event.get("messageAttributes", {}).get("encounterId", {}).get("stringValue")
-        with logger.append_context_keys(encounter_id=correlation, message_id=record.message_id):
+        try:
+            reference = parse_reference(record.body)
+        except MalformedMessageError as error:
+            # The routing attribute still names the encounter when the body is malformed.
+            attributes = record.raw_event.get("messageAttributes", {})
+            correlation = attributes.get("encounterId", {}).get("stringValue")
+            with logger.append_context_keys(encounter_id=correlation, message_id=record.message_id):
+                _report_failure(logger, error)
+            raise
+        with logger.append_context_keys(encounter_id=reference.encounter_id, message_id=record.message_id):
             try:
-                reference = parse_reference(record.body)
-                with logger.append_context_keys(encounter_id=reference.encounter_id):
-                    handle(reference)
+                handle(reference)
             except Exception as error:
-                # No traceback: it could quote a payload. carebus's own errors never carry PHI.
-                reason = str(error) if isinstance(error, CarebusError) else None
-                logger.warning(
-                    "Record failed; it stays on the queue",
-                    extra={"error": type(error).__name__, "reason": reason},
-                )
+                _report_failure(logger, error)
                 raise
 
+    # One processor per invocation: it holds the batch's state, which must not be shared between
+    # functions or concurrent invocations in one process (the offline runtime, tests). A batch where
+    # every record fails still answers with the failures (each reaches the DLQ on its own count)
+    # instead of raising, which would fail the invocation and hide the poison among the others.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
-        event=event, record_handler=handle_record, processor=_processor, context=context
+        event=event, record_handler=handle_record, processor=processor, context=context
     )

@@ -1,0 +1,156 @@
+"""BillingFunction on moto: one claim per encounter, announced once, whatever the delivery does."""
+
+import json
+import uuid
+from copy import deepcopy
+from typing import Any
+
+from carebus_testing import load_event
+
+PHI_FIELDS = ("name", "birthDate", "insuranceMemberId")
+
+
+def sample_encounter() -> dict[str, Any]:
+    return json.loads(load_event("intake/submit_encounter.json")["body"])
+
+
+def submit_sample(function: Any) -> str:
+    response = function("IntakeFunction").invoke(load_event("intake/submit_encounter.json"))
+    assert response["statusCode"] == 202, response
+    encounter_id = json.loads(response["body"])["encounterId"]
+    # The billing sample event refers to the encounter the intake sample creates.
+    referenced = json.loads(load_event("billing/encounter_reference.json")["Records"][0]["body"])
+    assert referenced["encounterId"] == encounter_id
+    return encounter_id
+
+
+def redelivered(event: dict[str, Any]) -> dict[str, Any]:
+    """The same messages as SNS's duplicate fan-out delivers them: new SQS message ids and handles."""
+    copy = deepcopy(event)
+    for record in copy["Records"]:
+        record["messageId"] = str(uuid.uuid4())
+        record["receiptHandle"] = f"AQEB{uuid.uuid4().hex}"
+    return copy
+
+
+def claim_events(driver: Any) -> list[dict[str, Any]]:
+    return [event for event in driver.bus_events() if event["detail-type"] == "ClaimSubmitted"]
+
+
+def test_the_sample_reference_bills_one_claim_and_announces_it_without_phi(function, driver):
+    encounter_id = submit_sample(function)
+    driver.capture_bus()
+
+    response = function("BillingFunction").invoke(load_event("billing/encounter_reference.json"))
+
+    assert response == {"batchItemFailures": []}
+    procedures = sample_encounter()["procedures"]
+    (claim,) = driver.items("ClaimsTable")
+    assert claim["encounterId"] == encounter_id
+    assert [
+        (
+            line["lineNumber"],
+            line["system"],
+            line["code"],
+            line["units"],
+            line["chargeCents"],
+            line["amountCents"],
+        )
+        for line in claim["lines"]
+    ] == [
+        (number, p["system"], p["code"], p["units"], p["chargeCents"], p["units"] * p["chargeCents"])
+        for number, p in enumerate(procedures, start=1)
+    ]
+    assert claim["totalCents"] == sum(p["units"] * p["chargeCents"] for p in procedures) == 16250
+    assert claim["diagnosisCodes"] == [d["code"] for d in sample_encounter()["diagnoses"]]
+
+    events = driver.bus_events()
+    assert [(event["source"], event["detail-type"]) for event in events] == [
+        ("carebus.billing", "ClaimSubmitted")
+    ]
+    assert events[0]["detail"] == {
+        "schemaVersion": 1,
+        "encounterId": encounter_id,
+        "claimId": claim["claimId"],
+        "lineCount": len(procedures),
+        "totalCents": claim["totalCents"],
+    }
+    text = json.dumps(events[0])
+    patient = sample_encounter()["patient"]
+    for field in PHI_FIELDS:
+        assert patient[field] not in text, field
+
+
+def test_a_duplicate_delivery_with_a_new_message_id_bills_and_announces_once(function, driver):
+    submit_sample(function)
+    driver.capture_bus()
+    billing = function("BillingFunction")
+    first = load_event("billing/encounter_reference.json")
+    billing.invoke(first)
+    (claim,) = driver.items("ClaimsTable")
+
+    response = billing.invoke(redelivered(first))
+
+    assert response == {"batchItemFailures": []}
+    assert driver.items("ClaimsTable") == [claim]
+    assert len(claim_events(driver)) == 1
+
+
+def test_a_redelivery_after_the_idempotency_record_expired_still_bills_and_announces_once(function, driver):
+    submit_sample(function)
+    driver.capture_bus()
+    billing = function("BillingFunction")
+    first = load_event("billing/encounter_reference.json")
+    billing.invoke(first)
+    (claim,) = driver.items("ClaimsTable")
+    idempotency = driver.table("IdempotencyTable")
+    for record in driver.items("IdempotencyTable"):
+        idempotency.delete_item(Key={"id": record["id"]})
+
+    response = billing.invoke(redelivered(first))
+
+    assert response == {"batchItemFailures": []}
+    assert driver.items("ClaimsTable") == [claim]
+    assert len(claim_events(driver)) == 1
+
+
+def test_a_failed_put_events_is_retried_until_the_claim_is_announced_exactly_once(
+    function, driver, monkeypatch
+):
+    submit_sample(function)
+    driver.capture_bus()
+    bus_client = function("BillingFunction").module.events
+    real_put_events = bus_client.put_events
+    calls: list[int] = []
+
+    def put_events_failing_once(**request: Any) -> dict[str, Any]:
+        calls.append(len(request["Entries"]))
+        if len(calls) == 1:
+            return {
+                "FailedEntryCount": len(request["Entries"]),
+                "Entries": [
+                    {"ErrorCode": "InternalFailure", "ErrorMessage": "injected"} for _ in request["Entries"]
+                ],
+            }
+        return real_put_events(**request)
+
+    monkeypatch.setattr(bus_client, "put_events", put_events_failing_once)
+
+    first = driver.deliver("BillingQueue")
+
+    assert first.received
+    assert first.failed == first.received
+    (claim,) = driver.items("ClaimsTable")
+    assert "announcedAt" not in claim
+    assert claim_events(driver) == []
+
+    second = driver.deliver("BillingQueue")
+
+    assert second.received == first.received
+    assert second.failed == []
+    assert driver.depth("BillingQueue") == 0
+    (announced,) = driver.items("ClaimsTable")
+    assert announced["announcedAt"]
+    assert announced["claimId"] == claim["claimId"]
+    assert len(claim_events(driver)) == 1
+    assert len(calls) == 2
