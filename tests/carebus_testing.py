@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
+from fnmatch import fnmatch
 from typing import Any
 
 import boto3
+from botocore.client import BaseClient
 
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import PollResult, QueuePoller
@@ -168,3 +170,94 @@ def json_logs(function: InProcessFunction) -> Iterator[list[dict[str, Any]]]:
     finally:
         handler.setStream(previous)
         lines.extend(json.loads(line) for line in buffer.getvalue().splitlines() if line.strip())
+
+
+# ----- what a function calls, against what its role allows (moto does not enforce IAM) ----------------
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+@contextmanager
+def recorded_calls() -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
+    """Every AWS API call made inside the block: (service, operation, parameters)."""
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    original = BaseClient._make_api_call
+
+    def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((client.meta.service_model.service_name, operation, deepcopy(params)))
+        return original(client, operation, params)
+
+    BaseClient._make_api_call = recording  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+def _arn_named(stack: OfflineStack, name: str) -> str:
+    [arn] = [
+        resource.attributes["Arn"]
+        for resource in stack.resources.values()
+        if resource.ref == name and "Arn" in resource.attributes
+    ]
+    return arn
+
+
+def _required_permissions(
+    stack: OfflineStack, service: str, operation: str, params: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs an API call needs; unknown calls need '*' (and fail)."""
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        return [
+            (f"dynamodb:{_TRANSACT_ACTIONS[kind]}", _arn_named(stack, request["TableName"]))
+            for item in params["TransactItems"]
+            for kind, request in item.items()
+        ]
+    if service == "dynamodb":
+        return [(f"dynamodb:{operation}", _arn_named(stack, params["TableName"]))]
+    if service == "events" and operation == "PutEvents":
+        return [("events:PutEvents", _arn_named(stack, entry["EventBusName"])) for entry in params["Entries"]]
+    if service == "sns" and operation == "Publish":
+        return [("sns:Publish", params["TopicArn"])]
+    return [(f"{service}:{operation}", "*")]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    return any(
+        statement["Effect"] == "Allow"
+        and any(fnmatch(action.lower(), granted.lower()) for granted in _as_list(statement["Action"]))
+        and any(fnmatch(resource, granted) for granted in _as_list(statement["Resource"]))
+        for statement in statements
+    )
+
+
+def denied_calls(
+    stack: OfflineStack, function_logical_id: str, calls: list[tuple[str, str, dict[str, Any]]]
+) -> list[tuple[str, str]]:
+    """The permissions the calls needed that the function's role (as provisioned) does not grant."""
+    role = stack.cfn["Resources"][function_logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    iam = boto3.client("iam")
+    role_name = stack.ref(role)
+    statements = [
+        statement
+        for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+        for statement in iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"][
+            "Statement"
+        ]
+    ]
+    needed = {
+        permission
+        for service, operation, params in calls
+        for permission in _required_permissions(stack, service, operation, params)
+    }
+    if not needed:
+        raise AssertionError("no AWS calls were recorded")
+    return sorted(permission for permission in needed if not _allowed(statements, *permission))

@@ -5,12 +5,9 @@ import uuid
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from fnmatch import fnmatch
 from typing import Any
 
-import boto3
 import pytest
-from botocore.client import BaseClient
 
 from carebus_testing import json_logs, load_event
 
@@ -195,90 +192,3 @@ def test_the_warning_for_a_failed_reference_carries_the_encounter_id(consumer, f
     warnings = [line for line in lines if line.get("level") == "WARNING"]
     assert warnings, "the failure was not logged"
     assert [line.get("encounter_id") for line in warnings] == [unknown] * len(warnings)
-
-
-# ----- the calls a consumer makes against the permissions its role grants ----------------------------
-_TRANSACT_ACTIONS = {
-    "Put": "PutItem",
-    "Update": "UpdateItem",
-    "Delete": "DeleteItem",
-    "ConditionCheck": "ConditionCheckItem",
-}
-
-
-def _arn_named(stack: Any, name: str) -> str:
-    (arn,) = [
-        resource.attributes["Arn"]
-        for resource in stack.resources.values()
-        if resource.ref == name and "Arn" in resource.attributes
-    ]
-    return arn
-
-
-def _required_permissions(
-    stack: Any, service: str, operation: str, params: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """(IAM action, resource ARN) pairs an API call needs."""
-    if service == "dynamodb" and operation == "TransactWriteItems":
-        return [
-            (f"dynamodb:{_TRANSACT_ACTIONS[kind]}", _arn_named(stack, request["TableName"]))
-            for item in params["TransactItems"]
-            for kind, request in item.items()
-        ]
-    if service == "dynamodb":
-        return [(f"dynamodb:{operation}", _arn_named(stack, params["TableName"]))]
-    if service == "events" and operation == "PutEvents":
-        return [("events:PutEvents", _arn_named(stack, entry["EventBusName"])) for entry in params["Entries"]]
-    return [(f"{service}:{operation}", "*")]
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
-    return any(
-        statement["Effect"] == "Allow"
-        and any(fnmatch(action.lower(), granted.lower()) for granted in _as_list(statement["Action"]))
-        and any(fnmatch(resource, granted) for granted in _as_list(statement["Resource"]))
-        for statement in statements
-    )
-
-
-@pytest.mark.parametrize("consumer", CONSUMERS, indirect=True)
-def test_every_call_a_consumer_makes_on_the_sample_is_allowed_by_its_role(
-    consumer, stack, function, driver, monkeypatch
-):
-    submit_sample(function)
-    handler = function(consumer.function)
-    handler.module  # noqa: B018 - import it before recording
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-    original = BaseClient._make_api_call
-
-    def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        calls.append((client.meta.service_model.service_name, operation, deepcopy(params)))
-        return original(client, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
-    response = handler.invoke(load_event(consumer.reference))
-    monkeypatch.setattr(BaseClient, "_make_api_call", original)
-
-    assert response == {"batchItemFailures": []}
-    role = stack.cfn["Resources"][consumer.function]["Properties"]["Role"]["Fn::GetAtt"][0]
-    iam = boto3.client("iam")
-    role_name = stack.ref(role)
-    statements = [
-        statement
-        for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
-        for statement in iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"][
-            "Statement"
-        ]
-    ]
-    needed = {
-        permission
-        for service, operation, params in calls
-        for permission in _required_permissions(stack, service, operation, params)
-    }
-    assert needed, "no calls were recorded"
-    denied = sorted(permission for permission in needed if not _allowed(statements, *permission))
-    assert denied == []
