@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
+from datetime import UTC, datetime
 from fnmatch import fnmatch
 from typing import Any
 
@@ -261,3 +262,53 @@ def denied_calls(
     if not needed:
         raise AssertionError("no AWS calls were recorded")
     return sorted(permission for permission in needed if not _allowed(statements, *permission))
+
+
+# ----- the sample encounter and variations of it ------------------------------------------------------
+SAMPLE_INTAKE = "intake/submit_encounter.json"
+SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"  # what the sample's Idempotency-Key yields
+SAMPLE_REFERENCES = ("billing", "scheduling", "prescriptions")
+# A Friday before the sample's follow-up window (Monday 16 to Friday 20 November 2026).
+BEFORE_SAMPLE_WINDOW = datetime(2026, 11, 13, 12, tzinfo=UTC)
+
+
+def sample_body() -> dict[str, Any]:
+    """The encounter the intake sample submits (a fresh copy)."""
+    return json.loads(load_event(SAMPLE_INTAKE)["body"])
+
+
+def submit_sample(function: Callable[[str], InProcessFunction]) -> str:
+    """Submit the intake sample; the consumers' sample events all refer to the encounter it creates."""
+    response = function("IntakeFunction").invoke(load_event(SAMPLE_INTAKE))
+    assert response["statusCode"] == 202, response
+    encounter_id = json.loads(response["body"])["encounterId"]
+    for consumer in SAMPLE_REFERENCES:
+        referenced = json.loads(load_event(f"{consumer}/encounter_reference.json")["Records"][0]["body"])
+        assert referenced["encounterId"] == encounter_id
+    return encounter_id
+
+
+def submit(function: Callable[[str], InProcessFunction], payload: dict[str, Any] | None = None) -> str:
+    """A new encounter (the sample's body unless given) under a fresh Idempotency-Key; its id."""
+    event = with_body(
+        load_event(SAMPLE_INTAKE), payload or sample_body(), **{"Idempotency-Key": str(uuid.uuid4())}
+    )
+    response = function("IntakeFunction").invoke(event)
+    assert response["statusCode"] == 202, response
+    return json.loads(response["body"])["encounterId"]
+
+
+def redelivered(event: dict[str, Any]) -> dict[str, Any]:
+    """The same messages as SNS's duplicate fan-out delivers them: new SQS message ids and handles."""
+    copy = deepcopy(event)
+    for record in copy["Records"]:
+        record["messageId"] = str(uuid.uuid4())
+        record["receiptHandle"] = f"AQEB{uuid.uuid4().hex}"
+    return copy
+
+
+def set_clock(
+    function: Callable[[str], InProcessFunction], monkeypatch: Any, now: datetime = BEFORE_SAMPLE_WINDOW
+) -> None:
+    """Scheduling's clock at a fixed moment (by default, before the sample's follow-up window)."""
+    monkeypatch.setattr(function("SchedulingFunction").module, "current_time", lambda: now)

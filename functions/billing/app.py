@@ -17,7 +17,6 @@ from carebus.adapters.eventbus import announce_once
 from carebus.adapters.idempotency import idempotency_store
 from carebus.billing import build_claim
 from carebus.events import claim_submitted
-from carebus.messages import EncounterReference
 
 logger = Logger()
 tracer = Tracer()
@@ -51,13 +50,8 @@ def bill(reference: dict[str, Any]) -> dict[str, Any]:
     return {"claimId": claim.claim_id, "totalCents": claim.total_cents}
 
 
-def handle(reference: EncounterReference) -> None:
-    bill(reference=reference.model_dump(mode="json"))
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ONCE_PER_ENCOUNTER.register_lambda_context(context)
-    return consume_references(event, context, handle, logger)
+    return consume_references(event, context, bill, logger)

@@ -16,7 +16,6 @@ from carebus.adapters.encounters import load_encounter
 from carebus.adapters.eventbus import announce_once
 from carebus.adapters.idempotency import idempotency_store
 from carebus.events import DomainEvent, prescription_approval_requested, prescription_released
-from carebus.messages import EncounterReference
 from carebus.prescribing import PrescriptionStatus, initial_status, prescription_id_for
 
 logger = Logger()
@@ -71,13 +70,8 @@ def prescribe(reference: dict[str, Any]) -> dict[str, Any]:
     return {"prescriptions": statuses}
 
 
-def handle(reference: EncounterReference) -> None:
-    prescribe(reference=reference.model_dump(mode="json"))
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ONCE_PER_ENCOUNTER.register_lambda_context(context)
-    return consume_references(event, context, handle, logger)
+    return consume_references(event, context, prescribe, logger)

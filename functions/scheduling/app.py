@@ -18,7 +18,6 @@ from carebus.adapters.eventbus import announce_once
 from carebus.adapters.idempotency import idempotency_store
 from carebus.errors import MalformedMessageError
 from carebus.events import DomainEvent, appointment_booked, appointment_waitlisted
-from carebus.messages import EncounterReference
 from carebus.scheduling import appointment_id_for, candidate_slots, free_slots, slot_key
 
 NO_FREE_SLOT = "no free slot in the follow-up window"
@@ -137,13 +136,8 @@ def schedule(reference: dict[str, Any]) -> dict[str, Any]:
     return {"appointmentId": record["appointmentId"], "status": record["status"]}
 
 
-def handle(reference: EncounterReference) -> None:
-    schedule(reference=reference.model_dump(mode="json"))
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ONCE_PER_ENCOUNTER.register_lambda_context(context)
-    return consume_references(event, context, handle, logger)
+    return consume_references(event, context, schedule, logger)

@@ -1,36 +1,11 @@
 """BillingFunction on moto: one claim per encounter, announced once, whatever the delivery does."""
 
 import json
-import uuid
-from copy import deepcopy
 from typing import Any
 
-from carebus_testing import load_event
+from carebus_testing import load_event, redelivered, sample_body, submit_sample
 
 PHI_FIELDS = ("name", "birthDate", "insuranceMemberId")
-
-
-def sample_encounter() -> dict[str, Any]:
-    return json.loads(load_event("intake/submit_encounter.json")["body"])
-
-
-def submit_sample(function: Any) -> str:
-    response = function("IntakeFunction").invoke(load_event("intake/submit_encounter.json"))
-    assert response["statusCode"] == 202, response
-    encounter_id = json.loads(response["body"])["encounterId"]
-    # The billing sample event refers to the encounter the intake sample creates.
-    referenced = json.loads(load_event("billing/encounter_reference.json")["Records"][0]["body"])
-    assert referenced["encounterId"] == encounter_id
-    return encounter_id
-
-
-def redelivered(event: dict[str, Any]) -> dict[str, Any]:
-    """The same messages as SNS's duplicate fan-out delivers them: new SQS message ids and handles."""
-    copy = deepcopy(event)
-    for record in copy["Records"]:
-        record["messageId"] = str(uuid.uuid4())
-        record["receiptHandle"] = f"AQEB{uuid.uuid4().hex}"
-    return copy
 
 
 def claim_events(driver: Any) -> list[dict[str, Any]]:
@@ -44,7 +19,7 @@ def test_the_sample_reference_bills_one_claim_and_announces_it_without_phi(funct
     response = function("BillingFunction").invoke(load_event("billing/encounter_reference.json"))
 
     assert response == {"batchItemFailures": []}
-    procedures = sample_encounter()["procedures"]
+    procedures = sample_body()["procedures"]
     (claim,) = driver.items("ClaimsTable")
     assert claim["encounterId"] == encounter_id
     assert [
@@ -62,7 +37,7 @@ def test_the_sample_reference_bills_one_claim_and_announces_it_without_phi(funct
         for number, p in enumerate(procedures, start=1)
     ]
     assert claim["totalCents"] == sum(p["units"] * p["chargeCents"] for p in procedures) == 16250
-    assert claim["diagnosisCodes"] == [d["code"] for d in sample_encounter()["diagnoses"]]
+    assert claim["diagnosisCodes"] == [d["code"] for d in sample_body()["diagnoses"]]
 
     events = driver.bus_events()
     assert [(event["source"], event["detail-type"]) for event in events] == [
@@ -76,7 +51,7 @@ def test_the_sample_reference_bills_one_claim_and_announces_it_without_phi(funct
         "totalCents": claim["totalCents"],
     }
     text = json.dumps(events[0])
-    patient = sample_encounter()["patient"]
+    patient = sample_body()["patient"]
     for field in PHI_FIELDS:
         assert patient[field] not in text, field
 

@@ -4,12 +4,11 @@ import json
 import uuid
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from carebus_testing import json_logs, load_event
+from carebus_testing import json_logs, load_event, sample_body, set_clock, submit_sample
 
 
 @dataclass(frozen=True)
@@ -62,22 +61,12 @@ def consumer(request, function, monkeypatch) -> Consumer:
     chosen: Consumer = request.param
     # Scheduling books into the sample's follow-up window only while that window is still ahead.
     if chosen.function == "SchedulingFunction":
-        monkeypatch.setattr(
-            function("SchedulingFunction").module,
-            "current_time",
-            lambda: datetime(2026, 11, 13, 12, tzinfo=UTC),
-        )
+        set_clock(function, monkeypatch)
     return chosen
 
 
-def submit_sample(function: Any) -> str:
-    response = function("IntakeFunction").invoke(load_event("intake/submit_encounter.json"))
-    assert response["statusCode"] == 202, response
-    return json.loads(response["body"])["encounterId"]
-
-
 def sample_patient() -> dict[str, Any]:
-    return json.loads(load_event("intake/submit_encounter.json")["body"])["patient"]
+    return sample_body()["patient"]
 
 
 def record_with(consumer: Consumer, body: str, encounter_id: str | None = None) -> dict[str, Any]:

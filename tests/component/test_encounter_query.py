@@ -1,12 +1,17 @@
 """GET /encounters/{encounterId} on moto: the downstream state, and who may see how much of it."""
 
-from datetime import UTC, datetime
-
 import pytest
 
-from carebus_testing import OTHER_PHYSICIAN_SUB, PHARMACIST_CLAIMS, as_caller, body_of, load_event
+from carebus_testing import (
+    OTHER_PHYSICIAN_SUB,
+    PHARMACIST_CLAIMS,
+    SAMPLE_ENCOUNTER_ID,
+    as_caller,
+    body_of,
+    load_event,
+    set_clock,
+)
 
-SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"
 READ = "encounter_query/read_encounter.json"
 
 
@@ -18,9 +23,7 @@ def query(function):
 @pytest.fixture
 def processed_sample(function, driver, monkeypatch):
     """The sample encounter submitted and handled by every consumer, its follow-up window ahead."""
-    monkeypatch.setattr(
-        function("SchedulingFunction").module, "current_time", lambda: datetime(2026, 11, 13, 12, tzinfo=UTC)
-    )
+    set_clock(function, monkeypatch)
     function("IntakeFunction").invoke(load_event("intake/submit_encounter.json"))
     for queue in ("BillingQueue", "SchedulingQueue", "PrescriptionsQueue"):
         assert driver.deliver(queue).failed == []

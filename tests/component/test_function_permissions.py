@@ -1,10 +1,8 @@
 """Every AWS call each function makes on its sample is one its role allows (moto does not check IAM)."""
 
-from datetime import UTC, datetime
-
 import pytest
 
-from carebus_testing import denied_calls, load_event, recorded_calls
+from carebus_testing import denied_calls, load_event, recorded_calls, set_clock
 
 SAMPLE_INTAKE = "intake/submit_encounter.json"
 # Each function with the sample event it handles; the encounter is submitted first where it needs one.
@@ -30,7 +28,7 @@ def test_every_call_on_the_sample_is_allowed_by_the_functions_role(
     handler = function(logical_id)
     if logical_id == "SchedulingFunction":
         # A clock before the sample's follow-up window, so that the booking path (the transaction) runs.
-        monkeypatch.setattr(handler.module, "current_time", lambda: datetime(2026, 11, 13, 12, tzinfo=UTC))
+        set_clock(function, monkeypatch)
 
     with recorded_calls() as calls:
         response = handler.invoke(load_event(sample))

@@ -9,21 +9,19 @@ from botocore.exceptions import ClientError
 from carebus_testing import (
     PHARMACIST_CLAIMS,
     PHYSICIAN_SUB,
+    SAMPLE_ENCOUNTER_ID,
+    SAMPLE_INTAKE,
     as_caller,
     body_of,
     json_logs,
     load_event,
+    sample_body,
     with_body,
     without_header,
 )
 
-SAMPLE = "intake/submit_encounter.json"
-SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"
+SAMPLE = SAMPLE_INTAKE
 WORK_QUEUES = ("BillingQueue", "SchedulingQueue", "PrescriptionsQueue")
-
-
-def sample_body() -> dict[str, Any]:
-    return json.loads(load_event(SAMPLE)["body"])
 
 
 def phi_values(body: dict[str, Any]) -> list[str]:

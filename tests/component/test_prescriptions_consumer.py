@@ -1,32 +1,8 @@
 """PrescriptionsFunction on moto: uncontrolled ones released, controlled ones wait for a pharmacist."""
 
-import json
-import uuid
-from copy import deepcopy
 from typing import Any
 
-from carebus_testing import load_event
-
-
-def sample_encounter() -> dict[str, Any]:
-    return json.loads(load_event("intake/submit_encounter.json")["body"])
-
-
-def submit_sample(function: Any) -> str:
-    response = function("IntakeFunction").invoke(load_event("intake/submit_encounter.json"))
-    assert response["statusCode"] == 202, response
-    encounter_id = json.loads(response["body"])["encounterId"]
-    referenced = json.loads(load_event("prescriptions/encounter_reference.json")["Records"][0]["body"])
-    assert referenced["encounterId"] == encounter_id
-    return encounter_id
-
-
-def redelivered(event: dict[str, Any]) -> dict[str, Any]:
-    copy = deepcopy(event)
-    for record in copy["Records"]:
-        record["messageId"] = str(uuid.uuid4())
-        record["receiptHandle"] = f"AQEB{uuid.uuid4().hex}"
-    return copy
+from carebus_testing import load_event, redelivered, sample_body, submit_sample
 
 
 def by_drug(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -40,7 +16,7 @@ def prescription_events(driver: Any) -> list[dict[str, Any]]:
 def test_the_sample_releases_the_uncontrolled_and_holds_the_controlled_for_approval(function, driver):
     encounter_id = submit_sample(function)
     driver.capture_bus()
-    sample = sample_encounter()
+    sample = sample_body()
     (uncontrolled,) = [rx for rx in sample["prescriptions"] if rx["deaSchedule"] is None]
     (controlled,) = [rx for rx in sample["prescriptions"] if rx["deaSchedule"] == "II"]
 

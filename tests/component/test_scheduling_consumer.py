@@ -13,30 +13,11 @@ from typing import Any
 import pytest
 from moto.core.botocore_stubber import BotocoreStubber
 
-from carebus_testing import load_event, with_body
-
-# A Friday before the sample's follow-up window (Mon 2026-11-16 .. Fri 2026-11-20).
-BEFORE_THE_WINDOW = datetime(2026, 11, 13, 12, tzinfo=UTC)
-
-
-def sample_encounter() -> dict[str, Any]:
-    return json.loads(load_event("intake/submit_encounter.json")["body"])
-
-
-def submit(function: Any, payload: dict[str, Any] | None = None) -> str:
-    """A new encounter (the sample's body unless given) under a fresh Idempotency-Key; its id."""
-    event = with_body(
-        load_event("intake/submit_encounter.json"),
-        payload or sample_encounter(),
-        **{"Idempotency-Key": f"scheduling-{uuid.uuid4()}"},
-    )
-    response = function("IntakeFunction").invoke(event)
-    assert response["statusCode"] == 202, response
-    return json.loads(response["body"])["encounterId"]
+from carebus_testing import load_event, sample_body, set_clock, submit
 
 
 def with_window(earliest: str, latest: str) -> dict[str, Any]:
-    payload = sample_encounter()
+    payload = sample_body()
     payload["followUp"] = {**payload["followUp"], "earliest": earliest, "latest": latest}
     return payload
 
@@ -52,13 +33,9 @@ def reference(encounter_id: str) -> dict[str, Any]:
     return event
 
 
-def set_clock(function: Any, monkeypatch: pytest.MonkeyPatch, now: datetime) -> None:
-    monkeypatch.setattr(function("SchedulingFunction").module, "current_time", lambda: now)
-
-
 @pytest.fixture
 def scheduling(function, monkeypatch):
-    set_clock(function, monkeypatch, BEFORE_THE_WINDOW)
+    set_clock(function, monkeypatch)
     return function("SchedulingFunction")
 
 
@@ -94,7 +71,7 @@ def test_the_sample_books_the_earliest_free_slot_and_announces_it(scheduling, fu
     appointment = appointment_of(driver, encounter_id)
     assert appointment["status"] == "BOOKED"
     assert datetime.fromisoformat(appointment["start"]) == datetime(2026, 11, 16, 9, tzinfo=UTC)
-    assert appointment["practitionerNpi"] == sample_encounter()["practitionerNpi"]
+    assert appointment["practitionerNpi"] == sample_body()["practitionerNpi"]
     (slot,) = slots(driver)
     assert slot["encounterId"] == encounter_id
     assert datetime.fromisoformat(slot["start"]) == datetime(2026, 11, 16, 9, tzinfo=UTC)

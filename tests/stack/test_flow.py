@@ -7,18 +7,15 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from carebus_testing import body_of, load_event
+from carebus_testing import SAMPLE_ENCOUNTER_ID, body_of, load_event, set_clock
 
-SAMPLE_ENCOUNTER_ID = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"
 PHI = ("Alex Sample", "1980-04-12", "XZ9876543210", "MRN-000123")
 
 
 @pytest.fixture
 def flowed(driver, function, monkeypatch):
     """The sample encounter submitted and every queue drained, as the event source mappings would."""
-    monkeypatch.setattr(
-        function("SchedulingFunction").module, "current_time", lambda: datetime(2026, 11, 13, 12, tzinfo=UTC)
-    )
+    set_clock(function, monkeypatch)
     driver.capture_bus()
     accepted = function("IntakeFunction").invoke(load_event("intake/submit_encounter.json"))
     assert accepted["statusCode"] == 202

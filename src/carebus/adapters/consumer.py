@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carebus.errors import CarebusError, MalformedMessageError
-from carebus.messages import EncounterReference, parse_reference
+from carebus.messages import parse_reference
 
 # A consumer writes its record at most once per encounter; a week outlives any SQS redelivery (4 days).
 ONCE_PER_ENCOUNTER = IdempotencyConfig(event_key_jmespath="encounterId", expires_after_seconds=7 * 24 * 3600)
@@ -27,13 +27,15 @@ def _report_failure(logger: Logger, error: Exception) -> None:
 def consume_references(
     event: dict[str, Any],
     context: LambdaContext,
-    handle: Callable[[EncounterReference], None],
+    process: Callable[..., Any],
     logger: Logger,
 ) -> dict[str, Any]:
-    """Run handle on each record's encounter reference; failed records are reported, never dropped.
+    """Call process(reference={...}) for each record's encounter reference (process is idempotent on
+    ONCE_PER_ENCOUNTER); failed records are reported, never dropped.
 
     The function's own logger carries the encounter id into every line logged while handling a record.
     """
+    ONCE_PER_ENCOUNTER.register_lambda_context(context)
 
     def handle_record(record: SQSRecord) -> None:
         try:
@@ -47,7 +49,7 @@ def consume_references(
             raise
         with logger.append_context_keys(encounter_id=reference.encounter_id, message_id=record.message_id):
             try:
-                handle(reference)
+                process(reference=reference.model_dump(mode="json"))
             except Exception as error:
                 _report_failure(logger, error)
                 raise
