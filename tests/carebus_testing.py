@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.client import BaseClient
 
+from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import PollResult, QueuePoller
 from carebus_local.provision import OfflineStack
@@ -87,8 +89,15 @@ class StackDriver:
         failures become visible again at once."""
         return self.poller_for(queue_logical_id).poll_once(retry_after_seconds=0, fill_batch=False)
 
+    def deliver_rule_targets(self) -> int:
+        """Start the state machines (and so on) whose rules matched events put so far."""
+        return RuleTargetDelivery(
+            self.stack.rule_targets, self.sqs, boto3.client("stepfunctions")
+        ).deliver_pending()
+
     def drain(self, rounds: int = 10) -> None:
-        """Run every event source mapping until no queue hands out anything (failures retry at once)."""
+        """Run every event source mapping and rule target until nothing is left to hand out (failures
+        retry at once)."""
         for _ in range(rounds):
             delivered = [
                 QueuePoller(self.sqs, mapping, self.function(mapping.function_logical_id), self.stack.region)
@@ -96,7 +105,7 @@ class StackDriver:
                 .received
                 for mapping in self.stack.event_source_mappings
             ]
-            if not any(delivered):
+            if not any(delivered) and not self.deliver_rule_targets():
                 return
         raise AssertionError(f"queues still busy after {rounds} rounds")
 
@@ -224,6 +233,9 @@ def _required_permissions(
         return [("events:PutEvents", _arn_named(stack, entry["EventBusName"])) for entry in params["Entries"]]
     if service == "sns" and operation == "Publish":
         return [("sns:Publish", params["TopicArn"])]
+    if service == "stepfunctions" and operation.startswith("SendTask"):
+        # The token names no ARN; the only workflow whose tokens carebus handles is the approval one.
+        return [(f"states:{operation}", stack.outputs["PrescriptionApprovalStateMachineArn"])]
     return [(f"{service}:{operation}", "*")]
 
 
@@ -312,3 +324,55 @@ def set_clock(
 ) -> None:
     """Scheduling's clock at a fixed moment (by default, before the sample's follow-up window)."""
     monkeypatch.setattr(function("SchedulingFunction").module, "current_time", lambda: now)
+
+
+# ----- the approval workflow ------------------------------------------------------------------------
+SAMPLE_APPROVAL_ID = "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03-2"  # the sample's controlled prescription
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> Any:
+    """Poll until condition() is truthy (moto runs executions in threads); its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def approval_executions(stack: OfflineStack) -> list[dict[str, Any]]:
+    return boto3.client("stepfunctions").list_executions(
+        stateMachineArn=stack.outputs["PrescriptionApprovalStateMachineArn"]
+    )["executions"]
+
+
+def execution_status(execution_arn: str) -> str:
+    return boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
+
+
+def wait_for_execution_end(execution_arn: str, timeout: float = 15.0) -> dict[str, Any]:
+    stepfunctions = boto3.client("stepfunctions")
+    wait_until(lambda: execution_status(execution_arn) != "RUNNING", timeout, "the execution to end")
+    return stepfunctions.describe_execution(executionArn=execution_arn)
+
+
+def deliver_token(driver: "StackDriver", timeout: float = 10.0) -> None:
+    """Wait for the workflow to hand out its task token, then run the token queue's consumer once."""
+    wait_until(lambda: driver.depth("ApprovalTokenQueue"), timeout, "a task token on the token queue")
+    assert driver.deliver("ApprovalTokenQueue").failed == []
+
+
+def request_sample_approval(
+    driver: "StackDriver", function: Callable[[str], InProcessFunction]
+) -> dict[str, Any]:
+    """Submit the sample, run the fan-out and the prescriptions consumer, start the approval workflow and
+    store its first token: the sample's controlled prescription is then decidable. The approval record."""
+    submit_sample(function)
+    driver.deliver("PrescriptionsQueue")
+    assert driver.deliver_rule_targets() == 1
+    deliver_token(driver)
+    return driver.table("ApprovalsTable").get_item(
+        Key={"approvalId": SAMPLE_APPROVAL_ID}, ConsistentRead=True
+    )["Item"]

@@ -39,11 +39,23 @@ def cfn(sam_template: dict[str, Any]) -> dict[str, Any]:
     return translate(sam_template)
 
 
+# moto runs state machine definitions for real (Wait states, timeouts and callbacks included).
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
+
+
 @pytest.fixture
-def stack(cfn: dict[str, Any], sam_template: dict[str, Any]) -> Iterator[OfflineStack]:
+def stack_parameters() -> dict[str, str]:
+    """Template parameters for the test's stack; override the fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def stack(
+    cfn: dict[str, Any], sam_template: dict[str, Any], stack_parameters: dict[str, str]
+) -> Iterator[OfflineStack]:
     """A fresh stack per test: every resource of template.yaml, created on moto."""
-    with mock_aws():
-        yield Provisioner(cfn, sam_template).provision()
+    with mock_aws(config=MOTO_CONFIG):
+        yield Provisioner(cfn, sam_template, parameters=stack_parameters).provision()
 
 
 @pytest.fixture

@@ -54,6 +54,8 @@ def prescribe(reference: dict[str, Any]) -> dict[str, Any]:
             **key,
             **prescription.model_dump(mode="json", by_alias=True),
             "prescriberNpi": request.practitioner_npi,
+            # The prescriber's login (an opaque id): nobody may approve a prescription of their own.
+            "prescribedBy": encounter.submitted_by,
             "status": status.value,
             "createdAt": datetime.now(UTC).isoformat(),
         }

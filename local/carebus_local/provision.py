@@ -4,6 +4,7 @@ Nothing here knows carebus's queues, filters, routes or rules: it creates what t
 resolving intrinsic functions the way CloudFormation would, and refuses resource types it cannot create.
 """
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from typing import Any
 
 import boto3
 
-from carebus_local.template import code_locations
+from carebus_local.template import PROJECT_ROOT, code_locations
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_STACK_NAME = "carebus-local"
@@ -54,12 +55,17 @@ class EventSourceMappingSpec:
 
 @dataclass
 class RuleTargetSpec:
-    """An EventBridge target moto cannot deliver (a state machine or a function): the runtime does."""
+    """An EventBridge target moto cannot deliver (a state machine or a function): the runtime does.
+
+    A shadow rule with the same pattern copies matching events to shadow_queue_url, so that moto's own
+    pattern matching decides what the target receives.
+    """
 
     rule_name: str
     event_bus_name: str
     event_pattern: dict[str, Any]
     target: dict[str, Any]
+    shadow_queue_url: str
 
 
 @dataclass
@@ -135,13 +141,15 @@ class Provisioner:
         region: str = "us-east-1",
         parameters: Mapping[str, str] | None = None,
         endpoint_url: str | None = None,
+        template_dir: Path = PROJECT_ROOT,
         overrides: Mapping[str, Callable[["Provisioner", str, dict[str, Any]], Provisioned]] | None = None,
     ) -> None:
         self.cfn = cfn
         self.stack_name = stack_name
         self.region = region
         self.endpoint_url = endpoint_url
-        self.code_dirs = code_locations(sam_template)
+        self.code_dirs = code_locations(sam_template, template_dir)
+        self.template_dir = template_dir
         self.parameters = self._parameter_values(parameters or {})
         self.conditions: dict[str, bool] = {}
         self.resources: dict[str, Provisioned] = {}
@@ -453,8 +461,19 @@ def _event_rule(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Provi
     if delivered:
         client.put_targets(Rule=name, EventBusName=bus, Targets=delivered)
     for target in props.get("Targets", []):
-        if target not in delivered:
-            p.rule_targets.append(RuleTargetSpec(name, bus, props.get("EventPattern", {}), target))
+        if target in delivered:
+            continue
+        shadow = f"{name}-{target['Id']}"[:64]
+        sqs = p.client("sqs")
+        url = sqs.create_queue(QueueName=f"offline-delivery-{shadow}"[:80])["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        client.put_rule(Name=shadow, EventBusName=bus, EventPattern=request["EventPattern"], State="ENABLED")
+        client.put_targets(
+            Rule=shadow, EventBusName=bus, Targets=[{"Id": "offline-delivery", "Arn": queue_arn}]
+        )
+        p.rule_targets.append(RuleTargetSpec(name, bus, props.get("EventPattern", {}), target, url))
     return Provisioned(f"{bus}|{name}" if bus != "default" else name, {"Arn": arn})
 
 
@@ -536,7 +555,7 @@ def _nothing_to_create(p: Provisioner, logical_id: str, props: dict[str, Any]) -
 
 
 def _rest_api(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Provisioned:
-    api_id = re.sub(r"[^a-z0-9]", "", logical_id.lower())[:10]
+    api_id = hashlib.sha256(f"{p.stack_name}/{logical_id}".encode()).hexdigest()[:10]
     p.rest_apis[logical_id] = {"id": api_id, "body": props.get("Body", {}), "stages": []}
     return Provisioned(api_id, {"RootResourceId": f"{api_id}-root"})
 
@@ -622,11 +641,42 @@ def _cloudwatch_alarm(p: Provisioner, logical_id: str, props: dict[str, Any]) ->
             "AlarmActions",
         )
     }
+    if "Metrics" in props:
+        request["Metrics"] = props["Metrics"]
     for number in ("Period", "EvaluationPeriods"):
-        request[number] = int(request[number])
+        if number in request:
+            request[number] = int(request[number])
     request["Threshold"] = float(request["Threshold"])
     p.client("cloudwatch").put_metric_alarm(AlarmName=name, **request)
     return Provisioned(name, {"Arn": p.arn("cloudwatch", f"alarm:{name}")})
+
+
+def _state_machine(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Provisioned:
+    if "DefinitionS3Location" in props:
+        location = props["DefinitionS3Location"]
+        if not isinstance(location, str):
+            raise UnsupportedResourceError(
+                f"{logical_id}: only a local DefinitionS3Location file works offline"
+            )
+        definition = (p.template_dir / location).read_text()
+    elif "DefinitionString" in props:
+        definition = props["DefinitionString"]
+    else:
+        definition = json.dumps(props["Definition"])
+    # What CloudFormation does with DefinitionSubstitutions: plain ${Name} replacement in the text.
+    for name, value in props.get("DefinitionSubstitutions", {}).items():
+        definition = definition.replace("${" + name + "}", str(value))
+    name = props.get("StateMachineName") or p.physical_name(logical_id, 80)
+    request: dict[str, Any] = {
+        "name": name,
+        "definition": definition,
+        "roleArn": props["RoleArn"],
+        "type": props.get("StateMachineType", "STANDARD"),
+    }
+    if "TracingConfiguration" in props:
+        request["tracingConfiguration"] = {"enabled": bool(props["TracingConfiguration"].get("Enabled"))}
+    arn = p.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
+    return Provisioned(arn, {"Arn": arn, "Name": name})
 
 
 CREATORS: dict[str, Creator] = {
@@ -656,6 +706,7 @@ CREATORS: dict[str, Creator] = {
     "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
     "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
+    "AWS::StepFunctions::StateMachine": _state_machine,
 }
 
 
@@ -670,11 +721,13 @@ def provision_stack(
     """template.yaml (or another SAM template), translated and provisioned where boto3 points."""
     from carebus_local.template import TEMPLATE_PATH, load_template, translate
 
-    sam_template = load_template(template_path or TEMPLATE_PATH)
+    path = template_path or TEMPLATE_PATH
+    sam_template = load_template(path)
     cfn = translate(sam_template, region=region)
     return Provisioner(
         cfn,
         sam_template,
+        template_dir=path.parent,
         stack_name=stack_name,
         region=region,
         parameters=parameters,

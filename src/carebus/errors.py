@@ -1,5 +1,8 @@
 """Typed domain errors; their messages never carry PHI, so they are safe to log and return."""
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class CarebusError(Exception):
     """Base class of every error the domain raises on purpose."""
@@ -10,7 +13,14 @@ class NotFoundError(CarebusError):
 
 
 class ConflictError(CarebusError):
-    """The request clashes with the current state, such as a slot that is already booked."""
+    """The request clashes with the current state, such as a slot that is already booked.
+
+    current, when given, is the resource's state as the caller may see it (it goes into the answer).
+    """
+
+    def __init__(self, message: str, current: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.current = dict(current) if current is not None else None
 
 
 class ForbiddenError(CarebusError):

@@ -13,12 +13,17 @@ SCHEMA_VERSION: Final = 1
 SOURCE_BILLING: Final = "carebus.billing"
 SOURCE_SCHEDULING: Final = "carebus.scheduling"
 SOURCE_PRESCRIPTIONS: Final = "carebus.prescriptions"
+# Put by the approval workflow itself (statemachines/prescription_approval.asl.json), not by Python.
+SOURCE_APPROVALS: Final = "carebus.approvals"
 
 CLAIM_SUBMITTED: Final = "ClaimSubmitted"
 APPOINTMENT_BOOKED: Final = "AppointmentBooked"
 APPOINTMENT_WAITLISTED: Final = "AppointmentWaitlisted"
 PRESCRIPTION_RELEASED: Final = "PrescriptionReleased"
 PRESCRIPTION_APPROVAL_REQUESTED: Final = "PrescriptionApprovalRequested"
+PRESCRIPTION_APPROVED: Final = "PrescriptionApproved"
+PRESCRIPTION_REJECTED: Final = "PrescriptionRejected"
+PRESCRIPTION_EXPIRED: Final = "PrescriptionExpired"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,36 +2,45 @@
 
 import pytest
 
-from carebus_testing import denied_calls, load_event, recorded_calls, set_clock
+from carebus_testing import (
+    denied_calls,
+    load_event,
+    recorded_calls,
+    request_sample_approval,
+    set_clock,
+    submit_sample,
+)
 
-SAMPLE_INTAKE = "intake/submit_encounter.json"
-# Each function with the sample event it handles; the encounter is submitted first where it needs one.
+# Each function with the sample event it handles, and what must happen before (the sample encounter,
+# or the sample approval waiting for a decision).
 SAMPLES = [
-    ("IntakeFunction", SAMPLE_INTAKE),
-    ("EncounterQueryFunction", "encounter_query/read_encounter.json"),
-    ("BillingFunction", "billing/encounter_reference.json"),
-    ("SchedulingFunction", "scheduling/encounter_reference.json"),
-    ("PrescriptionsFunction", "prescriptions/encounter_reference.json"),
+    ("IntakeFunction", "intake/submit_encounter.json", None),
+    ("EncounterQueryFunction", "encounter_query/read_encounter.json", "encounter"),
+    ("BillingFunction", "billing/encounter_reference.json", "encounter"),
+    ("SchedulingFunction", "scheduling/encounter_reference.json", "encounter"),
+    ("PrescriptionsFunction", "prescriptions/encounter_reference.json", "encounter"),
+    ("ApprovalsFunction", "approvals/approve.json", "approval"),
+    ("ApprovalTokenFunction", "approval_tokens/task_token.json", "approval"),
 ]
 
 
 def test_every_function_of_the_template_has_a_sample_here(stack):
-    assert {logical_id for logical_id, _ in SAMPLES} == set(stack.functions)
+    assert {logical_id for logical_id, _, _ in SAMPLES} == set(stack.functions)
 
 
-@pytest.mark.parametrize(("logical_id", "sample"), SAMPLES, ids=[logical_id for logical_id, _ in SAMPLES])
+@pytest.mark.parametrize(("logical_id", "sample", "before"), SAMPLES, ids=[entry[0] for entry in SAMPLES])
 def test_every_call_on_the_sample_is_allowed_by_the_functions_role(
-    stack, function, monkeypatch, logical_id, sample
+    stack, driver, function, monkeypatch, logical_id, sample, before
 ):
-    if logical_id != "IntakeFunction":
-        function("IntakeFunction").invoke(load_event(SAMPLE_INTAKE))
-    handler = function(logical_id)
-    if logical_id == "SchedulingFunction":
-        # A clock before the sample's follow-up window, so that the booking path (the transaction) runs.
-        set_clock(function, monkeypatch)
+    # A clock before the sample's follow-up window, so that scheduling's booking transaction runs.
+    set_clock(function, monkeypatch)
+    if before == "encounter":
+        submit_sample(function)
+    elif before == "approval":
+        request_sample_approval(driver, function)
 
     with recorded_calls() as calls:
-        response = handler.invoke(load_event(sample))
+        response = function(logical_id).invoke(load_event(sample))
 
     assert response.get("statusCode", 200) < 300
     assert response.get("batchItemFailures", []) == []

@@ -209,13 +209,19 @@ def policy_statements(cfn: dict[str, Any], policy_type: str, target_property: st
     ]
 
 
+def source_arns(statement: dict[str, Any]) -> list[Any]:
+    """The ArnEquals aws:SourceArn values of a statement (one value or a list)."""
+    value = condition(statement, "ArnEquals", "aws:SourceArn")
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
 def admits_topic(statement: dict[str, Any], topic_arn: Any) -> bool:
-    """An Allow for SNS to send to a queue, only on behalf of the given topic."""
+    """An Allow for SNS to send to a queue, on behalf of the given topic (among the stack's own)."""
     return (
         statement.get("Effect") == "Allow"
         and "sns.amazonaws.com" in service_principals(statement)
         and covers(statement, "sqs:SendMessage")
-        and condition(statement, "ArnEquals", "aws:SourceArn") == topic_arn
+        and topic_arn in source_arns(statement)
     )
 
 
@@ -426,12 +432,10 @@ def test_queue_policies_admit_services_only_on_behalf_of_carebus_sources(cfn):
             services = service_principals(statement)
             if is_public(statement):
                 problems.append(f"{where}: allows Principal '*'")
-            if "sns.amazonaws.com" in services and condition(statement, "ArnEquals", "aws:SourceArn") != ref(
-                ENCOUNTER_TOPIC
-            ):
-                problems.append(
-                    f"{where}: admits SNS without ArnEquals aws:SourceArn = Ref {ENCOUNTER_TOPIC}"
-                )
+            stack_topics = [ref(topic) for topic in of_type(cfn, "AWS::SNS::Topic")]
+            arns = source_arns(statement)
+            if "sns.amazonaws.com" in services and (not arns or any(arn not in stack_topics for arn in arns)):
+                problems.append(f"{where}: admits SNS without ArnEquals aws:SourceArn = this stack's topics")
             if "events.amazonaws.com" in services and "aws:SourceArn" not in condition_keys(statement):
                 problems.append(f"{where}: admits EventBridge without an aws:SourceArn condition")
             if services and not condition_keys(statement) & {"aws:SourceArn", "aws:SourceAccount"}:
@@ -550,7 +554,8 @@ def test_every_subscription_delivers_raw_filtered_messages_and_dead_letters_the_
     problems = []
     for lid, subscription in subscriptions.items():
         sub = props(subscription)
-        if str(sub.get("RawMessageDelivery")).lower() != "true":
+        # Raw delivery is an SQS (and HTTP) subscription's setting; e-mail always gets the JSON envelope.
+        if sub.get("Protocol") == "sqs" and str(sub.get("RawMessageDelivery")).lower() != "true":
             problems.append(f"{lid}: RawMessageDelivery is {sub.get('RawMessageDelivery')!r}")
         if not sub.get("FilterPolicy"):
             problems.append(f"{lid}: no FilterPolicy")

@@ -97,7 +97,8 @@ def install_problem_answers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(ConflictError)
     def conflict(error: ConflictError) -> Response:
-        return problem_response(problem(409, "Conflict", str(error), "conflict"))
+        extra = {"current": error.current} if error.current is not None else {}
+        return problem_response(problem(409, "Conflict", str(error), "conflict", **extra))
 
     @app.exception_handler(PayloadTooLargeError)
     def too_large(error: PayloadTooLargeError) -> Response:

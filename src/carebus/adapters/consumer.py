@@ -1,4 +1,4 @@
-"""The queue-consumer edge: SQS batch in, partial batch response out, one encounter reference a record."""
+"""The queue-consumer edge: SQS batch in, partial batch response out, one parsed message a record."""
 
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carebus.errors import CarebusError, MalformedMessageError
-from carebus.messages import parse_reference
+from carebus.messages import EncounterReference, parse_reference
 
 # A consumer writes its record at most once per encounter; a week outlives any SQS redelivery (4 days).
 ONCE_PER_ENCOUNTER = IdempotencyConfig(event_key_jmespath="encounterId", expires_after_seconds=7 * 24 * 3600)
@@ -24,22 +24,24 @@ def _report_failure(logger: Logger, error: Exception) -> None:
     )
 
 
-def consume_references(
+def consume_messages[Message](
     event: dict[str, Any],
     context: LambdaContext,
-    process: Callable[..., Any],
+    *,
+    parse: Callable[[str], Message],
+    process: Callable[[Message], None],
+    log_keys: Callable[[Message], dict[str, str]],
     logger: Logger,
 ) -> dict[str, Any]:
-    """Call process(reference={...}) for each record's encounter reference (process is idempotent on
-    ONCE_PER_ENCOUNTER); failed records are reported, never dropped.
+    """Parse and process each record; a record that fails either way is reported, never dropped.
 
-    The function's own logger carries the encounter id into every line logged while handling a record.
+    parse raises MalformedMessageError for a body that breaks the message contract. The function's own
+    logger carries log_keys(message) into every line logged while a record is processed.
     """
-    ONCE_PER_ENCOUNTER.register_lambda_context(context)
 
     def handle_record(record: SQSRecord) -> None:
         try:
-            reference = parse_reference(record.body)
+            message = parse(record.body)
         except MalformedMessageError as error:
             # The routing attribute still names the encounter when the body is malformed.
             attributes = record.raw_event.get("messageAttributes", {})
@@ -47,9 +49,9 @@ def consume_references(
             with logger.append_context_keys(encounter_id=correlation, message_id=record.message_id):
                 _report_failure(logger, error)
             raise
-        with logger.append_context_keys(encounter_id=reference.encounter_id, message_id=record.message_id):
+        with logger.append_context_keys(message_id=record.message_id, **log_keys(message)):
             try:
-                process(reference=reference.model_dump(mode="json"))
+                process(message)
             except Exception as error:
                 _report_failure(logger, error)
                 raise
@@ -61,4 +63,24 @@ def consume_references(
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
+    )
+
+
+def consume_references(
+    event: dict[str, Any], context: LambdaContext, process: Callable[..., Any], logger: Logger
+) -> dict[str, Any]:
+    """Call process(reference={...}) for each encounter reference; process is idempotent on
+    ONCE_PER_ENCOUNTER, so duplicate deliveries of one encounter change nothing."""
+    ONCE_PER_ENCOUNTER.register_lambda_context(context)
+
+    def process_reference(reference: EncounterReference) -> None:
+        process(reference=reference.model_dump(mode="json"))
+
+    return consume_messages(
+        event,
+        context,
+        parse=parse_reference,
+        process=process_reference,
+        log_keys=lambda reference: {"encounter_id": reference.encounter_id},
+        logger=logger,
     )

@@ -75,16 +75,61 @@ class Table:
             ExpressionAttributeValues=to_item(placeholders),
         )
 
+    def update(
+        self,
+        key: Mapping[str, Any],
+        *,
+        set_values: Mapping[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
+        condition: str,
+        condition_values: Mapping[str, Any] | None = None,
+        condition_names: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """Set and remove attributes if the condition holds; the record as it now is, or None if not."""
+        set_values = dict(set_values or {})
+        names = {f"#s{index}": name for index, name in enumerate(set_values)}
+        names |= {f"#r{index}": name for index, name in enumerate(remove)}
+        values = {f":s{index}": value for index, value in enumerate(set_values.values())}
+        clauses = []
+        if set_values:
+            clauses.append("SET " + ", ".join(f"#s{index} = :s{index}" for index in range(len(set_values))))
+        if remove:
+            clauses.append("REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove))))
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": to_item(key),
+            "UpdateExpression": " ".join(clauses),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {**names, **(condition_names or {})},
+            "ReturnValues": "ALL_NEW",
+        }
+        if values or condition_values:
+            request["ExpressionAttributeValues"] = to_item({**values, **(condition_values or {})})
+        try:
+            answer = self.client.update_item(**request)
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return None
+            raise
+        return from_item(answer["Attributes"])
+
     def query(
-        self, condition: str, values: Mapping[str, Any], names: Mapping[str, str] | None = None
+        self,
+        condition: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
+        index: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Every record matching a key condition, across pages, in key order."""
+        """Every record matching a key condition, across pages, in key order (of the index, if named;
+        an index is read eventually consistent, as DynamoDB allows no other)."""
         request: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": to_item(values),
-            "ConsistentRead": True,
+            "ConsistentRead": index is None,
         }
+        if index:
+            request["IndexName"] = index
         if names:
             request["ExpressionAttributeNames"] = dict(names)
         records: list[dict[str, Any]] = []
