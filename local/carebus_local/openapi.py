@@ -8,20 +8,47 @@ from typing import Any
 
 import yaml
 
+from carebus.approvals import DecisionRequest
 from carebus.models import EncounterRequest
 from carebus_local.template import PROJECT_ROOT
 
 OPENAPI_PATH = PROJECT_ROOT / "docs" / "openapi.yaml"
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+_APPROVAL_ID = {"name": "approvalId", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _components_schemas() -> dict[str, Any]:
-    schema = EncounterRequest.model_json_schema(by_alias=True, mode="validation")
-    definitions = schema.pop("$defs", {})
-    text = json.dumps({"EncounterRequest": schema, **definitions}).replace(
-        "#/$defs/", "#/components/schemas/"
-    )
-    schemas: dict[str, Any] = json.loads(text)
+    schemas: dict[str, Any] = {}
+    for model in (EncounterRequest, DecisionRequest):
+        schema = model.model_json_schema(by_alias=True, mode="validation")
+        definitions = schema.pop("$defs", {})
+        text = json.dumps({model.__name__: schema, **definitions}).replace(
+            "#/$defs/", "#/components/schemas/"
+        )
+        schemas |= json.loads(text)
+    schemas["Approval"] = {
+        "type": "object",
+        "description": "What a pharmacist needs to decide; never the workflow's task token.",
+        "required": ["approvalId", "status"],
+        "properties": {
+            "approvalId": {"type": "string"},
+            "status": {"enum": ["PENDING", "APPROVED", "REJECTED", "EXPIRED"]},
+            "escalated": {"type": "boolean"},
+            "prescriptionId": {"type": "string"},
+            "encounterId": {"type": "string", "format": "uuid"},
+            "drug": {"type": "string"},
+            "deaSchedule": {"enum": ["II", "III", "IV", "V"]},
+            "quantity": {"type": "integer"},
+            "refills": {"type": "integer"},
+            "prescriberNpi": {"type": "string"},
+            "requestedAt": {"type": "string", "format": "date-time"},
+            "expiresAt": {"type": "string", "format": "date-time"},
+            "decision": {"enum": ["APPROVE", "REJECT"]},
+            "decidedBy": {"type": "string"},
+            "decidedAt": {"type": "string", "format": "date-time"},
+            "reason": {"type": "string"},
+        },
+    }
     schemas["Problem"] = {
         "type": "object",
         "description": "RFC 9457 problem details; field errors never echo submitted values.",
@@ -43,6 +70,7 @@ def _components_schemas() -> dict[str, Any]:
                     },
                 },
             },
+            "current": {"type": "object", "description": "On a 409: the resource as it now stands."},
         },
     }
     schemas["Accepted"] = {
@@ -142,6 +170,86 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         **{status: _PROBLEM for status in ("401", "403", "404")},
+                    },
+                }
+            },
+            "/approvals": {
+                "get": {
+                    "summary": "Approvals by status, oldest request first (pharmacists)",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "enum": ["PENDING", "APPROVED", "REJECTED", "EXPIRED"],
+                                "default": "PENDING",
+                            },
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The approvals",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "approvals": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Approval"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **{status: _PROBLEM for status in ("400", "401", "403")},
+                    },
+                }
+            },
+            "/approvals/{approvalId}": {
+                "get": {
+                    "summary": "One approval (pharmacists)",
+                    "parameters": [_APPROVAL_ID],
+                    "responses": {
+                        "200": {
+                            "description": "The approval",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}
+                            },
+                        },
+                        **{status: _PROBLEM for status in ("401", "403", "404")},
+                    },
+                }
+            },
+            "/approvals/{approvalId}/decision": {
+                "post": {
+                    "summary": "Approve or reject (pharmacists; never one's own prescription)",
+                    "parameters": [_APPROVAL_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/DecisionRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Decided; the workflow resumes",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}
+                            },
+                        },
+                        "409": {
+                            "description": "Already decided or expired, or not yet decidable: the problem's "
+                            "`current` member is the approval as it stands",
+                            "content": {
+                                "application/problem+json": {
+                                    "schema": {"$ref": "#/components/schemas/Problem"}
+                                }
+                            },
+                        },
+                        **{status: _PROBLEM for status in ("400", "401", "403", "404", "415")},
                     },
                 }
             },

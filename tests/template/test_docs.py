@@ -25,3 +25,11 @@ def test_every_make_target_the_readme_names_exists():
     named = set(re.findall(r"`make ([a-z-]+)`", readme))
     assert named
     assert named <= targets
+
+
+def test_every_sample_event_is_run_by_some_test():
+    events_dir = PROJECT_ROOT / "events"
+    test_sources = "\n".join(path.read_text() for path in (PROJECT_ROOT / "tests").rglob("test_*.py"))
+    samples = sorted(str(path.relative_to(events_dir)) for path in events_dir.rglob("*.json"))
+    assert samples
+    assert [sample for sample in samples if f'"{sample}"' not in test_sources] == []

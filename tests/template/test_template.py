@@ -26,6 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
+from carebus.approvals import DecisionRequest
 from carebus.models import EncounterRequest
 from carebus_local.template import PROJECT_ROOT, TEMPLATE_PATH, code_locations, load_template, translate
 
@@ -1106,11 +1107,10 @@ def json_name(name: str, field: Any) -> str:
     return alias or name
 
 
-def test_the_api_encounter_model_has_the_properties_and_required_set_of_the_domain_model(sam):
-    root = sam["Resources"]["CarebusApi"]["Properties"]["Models"]["EncounterRequest"]
-    pending: list[tuple[str, dict[str, Any], type[BaseModel]]] = [
-        ("EncounterRequest", root, EncounterRequest)
-    ]
+@pytest.mark.parametrize("model", [EncounterRequest, DecisionRequest], ids=lambda model: model.__name__)
+def test_each_api_model_has_the_properties_and_required_set_of_its_domain_model(sam, model):
+    root = sam["Resources"]["CarebusApi"]["Properties"]["Models"][model.__name__]
+    pending: list[tuple[str, dict[str, Any], type[BaseModel]]] = [(model.__name__, root, model)]
     problems = []
     compared = []
     while pending:
@@ -1137,7 +1137,8 @@ def test_the_api_encounter_model_has_the_properties_and_required_set_of_the_doma
                 pending.append((f"{where}.{name}[]", child["items"], nested))
             else:
                 pending.append((f"{where}.{name}", child, nested))
-    assert len(compared) > 1, "no nested model was compared"
+    nested_models = sum(nested_model(field.annotation) is not None for field in model.model_fields.values())
+    assert len(compared) >= 1 + nested_models, "a nested model was not compared"
     assert not problems, "\n".join(problems)
 
 
