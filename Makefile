@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv lint validate cfn-lint unit test build deploy openapi clean
+.PHONY: help venv demo local lint validate cfn-lint unit test build deploy openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 venv: $(STAMP) ## Create .venv with Python 3.13 and the development dependencies
+
+demo: $(STAMP) ## Run the scripted scenario on the offline stack (no AWS account, no Docker)
+	$(BIN)/carebus demo
+
+local: $(STAMP) ## Serve the whole stack offline for labs (AWS on :4566, API on :3000) until Ctrl-C
+	$(BIN)/carebus local up
 
 lint: $(STAMP) ## Ruff over the code and tests
 	$(BIN)/ruff check .
@@ -36,7 +42,7 @@ unit: $(STAMP) ## Only the pure unit tests (fast)
 	$(BIN)/pytest tests/unit -q
 
 test: lint validate cfn-lint ## Every gate: ruff, sam validate --lint, cfn-lint, pytest
-	$(BIN)/pytest -q -n auto
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 build: $(STAMP) ## sam build without a container (works offline)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml

@@ -3,12 +3,17 @@
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from carebus_local.functions import InProcessFunction
 from carebus_local.provision import EventSourceMappingSpec
 
 _RECEIVE_LIMIT = 10  # SQS hands out at most ten messages per ReceiveMessage
+
+
+class Invocable(Protocol):
+    """A function as a poller sees it (an InProcessFunction, or the runtime's serialized invoker)."""
+
+    def invoke(self, event: dict[str, Any]) -> Any: ...
 
 
 def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -60,9 +65,7 @@ class PollResult:
 class QueuePoller:
     """One event source mapping: a queue, its function, batch size, batching window and failure mode."""
 
-    def __init__(
-        self, sqs: Any, mapping: EventSourceMappingSpec, function: InProcessFunction, region: str
-    ) -> None:
+    def __init__(self, sqs: Any, mapping: EventSourceMappingSpec, function: Invocable, region: str) -> None:
         self.sqs = sqs
         self.mapping = mapping
         self.function = function

@@ -1,0 +1,342 @@
+"""The whole stack on a laptop: moto as a server, template.yaml provisioned on it, the real handlers
+run in-process by emulated event source mappings, rule targets and a local API Gateway."""
+
+import json
+import logging
+import os
+import threading
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from carebus_local.apigateway import CognitoVerifier, LocalRestApi
+from carebus_local.delivery import RuleTargetDelivery
+from carebus_local.functions import InProcessFunction
+from carebus_local.pollers import QueuePoller
+from carebus_local.provision import ACCOUNT_ID, DEFAULT_STACK_NAME, OfflineStack, Provisioner
+from carebus_local.template import TEMPLATE_PATH, load_template, translate
+
+log = logging.getLogger("carebus.local")
+
+# moto accepts any credentials; these make clear in any error message that nothing reached AWS.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "carebus-local",
+    "AWS_SECRET_ACCESS_KEY": "carebus-local",
+    "AWS_SESSION_TOKEN": "carebus-local",
+}
+DEMO_PASSWORD = "Carebus-Demo-2026!"  # noqa: S105 - a published demo password, offline only
+# One signed-in user per role, seeded at start-up.
+DEMO_USERS = {
+    "physician": ("physician@carebus.local", ("physicians",)),
+    "pharmacist": ("pharmacist@carebus.local", ("pharmacists",)),
+}
+
+
+@dataclass
+class RuntimeOptions:
+    """Where the offline stack listens and how it is shaped."""
+
+    host: str = "127.0.0.1"
+    aws_port: int = 4566
+    api_port: int = 3000
+    stack_name: str = DEFAULT_STACK_NAME
+    region: str = "us-east-1"
+    template_path: Path = TEMPLATE_PATH
+    parameters: dict[str, str] = field(default_factory=dict)
+    # None keeps each queue's visibility timeout before a failed message is retried, as on Lambda; a
+    # number shortens it (tests and labs do not want to wait two minutes per retry).
+    retry_failed_after_seconds: int | None = None
+    env_json_path: Path | None = None
+
+
+class OfflineRuntime:
+    """Start, serve, stop. Deployed code never imports this; it only runs the handlers as Lambda would."""
+
+    def __init__(self, options: RuntimeOptions | None = None) -> None:
+        self.options = options or RuntimeOptions()
+        self.endpoint_url = f"http://{self.options.host}:{self.options.aws_port}"
+        self.api_url = f"http://{self.options.host}:{self.options.api_port}"
+        self.stack: OfflineStack | None = None
+        self.functions: dict[str, InProcessFunction] = {}
+        self.invocations: Counter[str] = Counter()
+        self._invoke_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: Any = None
+        self._http: ThreadingHTTPServer | None = None
+        self._saved_environment: dict[str, str | None] = {}
+
+    # ----- clients ---------------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=self.options.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+            config=Config(retries={"max_attempts": 2}),
+        )
+
+    # ----- life cycle ------------------------------------------------------------------------------
+    def start(self) -> "OfflineRuntime":
+        from moto.server import ThreadedMotoServer
+
+        # moto's Step Functions engine calls the other services through MOTO_PORT.
+        self._set_environment({"MOTO_PORT": str(self.options.aws_port)})
+        self._moto = ThreadedMotoServer(
+            ip_address=self.options.host, port=self.options.aws_port, verbose=False
+        )
+        self._moto.start()
+        self._configure_moto()
+        sam_template = load_template(self.options.template_path)
+        cfn = translate(sam_template, region=self.options.region)
+        self.stack = Provisioner(
+            cfn,
+            sam_template,
+            stack_name=self.options.stack_name,
+            region=self.options.region,
+            parameters=self.options.parameters,
+            endpoint_url=self.endpoint_url,
+            template_dir=self.options.template_path.parent,
+        ).provision()
+        self.stack.outputs["ApiUrl"] = f"{self.api_url}/{self._stage()}"
+        self._publish_outputs()
+        self._seed_users()
+        self.functions = {
+            logical_id: InProcessFunction(spec, self.function_environment(logical_id))
+            for logical_id, spec in self.stack.functions.items()
+        }
+        if self.options.env_json_path:
+            self.write_env_json(self.options.env_json_path)
+        self._start_pollers()
+        self._start_rule_delivery()
+        self._start_api()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._http:
+            self._http.shutdown()
+            self._http.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._moto:
+            self._moto.stop()
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __enter__(self) -> "OfflineRuntime":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ----- set-up steps ----------------------------------------------------------------------------
+    def _set_environment(self, variables: dict[str, str]) -> None:
+        for name, value in variables.items():
+            self._saved_environment.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _configure_moto(self) -> None:
+        request = urllib.request.Request(  # noqa: S310 - our own local server
+            f"{self.endpoint_url}/moto-api/config",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+    def _stage(self) -> str:
+        assert self.stack is not None
+        [api] = self.stack.rest_apis.values()
+        return api["stages"][0]
+
+    def _publish_outputs(self) -> None:
+        """A CloudFormation stack that carries the outputs, so that clients find the offline stack
+        exactly as they find a deployed one (DescribeStacks)."""
+        assert self.stack is not None
+        template = {
+            "Resources": {
+                "OfflineStackMarker": {
+                    "Type": "AWS::SSM::Parameter",
+                    "Properties": {
+                        "Name": f"/{self.stack.name}/offline",
+                        "Type": "String",
+                        "Value": "carebus",
+                    },
+                }
+            },
+            "Outputs": {name: {"Value": str(value)} for name, value in self.stack.outputs.items()},
+        }
+        self.client("cloudformation").create_stack(
+            StackName=self.stack.name, TemplateBody=json.dumps(template)
+        )
+
+    def _seed_users(self) -> None:
+        assert self.stack is not None
+        cognito = self.client("cognito-idp")
+        pool = self.stack.outputs["UserPoolId"]
+        for username, groups in DEMO_USERS.values():
+            cognito.admin_create_user(
+                UserPoolId=pool,
+                Username=username,
+                MessageAction="SUPPRESS",
+                UserAttributes=[
+                    {"Name": "email", "Value": username},
+                    {"Name": "email_verified", "Value": "true"},
+                ],
+            )
+            cognito.admin_set_user_password(
+                UserPoolId=pool, Username=username, Password=DEMO_PASSWORD, Permanent=True
+            )
+            for group in groups:
+                cognito.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The function's template environment, pointed at the local endpoint."""
+        assert self.stack is not None
+        return {
+            **self.stack.function_environment(logical_id),
+            **LOCAL_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            # No X-Ray daemon offline.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def write_env_json(self, path: Path) -> None:
+        """Environment for `sam local invoke --env-vars`: the same names, the endpoint as Docker sees it."""
+        assert self.stack is not None
+        docker_endpoint = f"http://host.docker.internal:{self.options.aws_port}"
+        environments = {
+            logical_id: {**spec.environment, "AWS_ENDPOINT_URL": docker_endpoint, **LOCAL_CREDENTIALS}
+            for logical_id, spec in self.stack.functions.items()
+        }
+        path.write_text(json.dumps(environments, indent=2) + "\n")
+
+    # ----- running functions -----------------------------------------------------------------------
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        """One invocation. Functions share one process, so invocations run one at a time: each function
+        has a single execution environment here (Lambda would run up to the mapping's concurrency)."""
+        with self._invoke_lock:
+            self.invocations[logical_id] += 1
+            return self.functions[logical_id].invoke(event)
+
+    def invoke_arn(self, function_arn: str, event: dict[str, Any]) -> Any:
+        assert self.stack is not None
+        [logical_id] = [lid for lid, spec in self.stack.functions.items() if spec.arn == function_arn]
+        return self.invoke(logical_id, event)
+
+    def _start_pollers(self) -> None:
+        assert self.stack is not None
+        sqs = self.client("sqs")
+        for mapping in self.stack.event_source_mappings:
+            poller = QueuePoller(
+                sqs, mapping, _Invoker(self, mapping.function_logical_id), self.options.region
+            )
+            self._spawn(f"poll-{mapping.function_logical_id}", self._poll_forever, poller)
+
+    def _poll_forever(self, poller: QueuePoller) -> None:
+        while not self._stopping.is_set():
+            try:
+                result = poller.poll_once(
+                    wait_seconds=1, retry_after_seconds=self.options.retry_failed_after_seconds
+                )
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                log.exception("Polling %s failed", poller.queue_url)
+                self._stopping.wait(1)
+                continue
+            if result.failed:
+                log.warning(
+                    "%s: %d of %d messages failed", poller.queue_url, len(result.failed), len(result.received)
+                )
+
+    def _start_rule_delivery(self) -> None:
+        assert self.stack is not None
+        delivery = RuleTargetDelivery(
+            self.stack.rule_targets, self.client("sqs"), self.client("stepfunctions"), self.invoke_arn
+        )
+        self._spawn("rule-targets", self._deliver_forever, delivery)
+
+    def _deliver_forever(self, delivery: RuleTargetDelivery) -> None:
+        while not self._stopping.is_set():
+            try:
+                delivered = delivery.deliver_pending()
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                log.exception("Delivering rule targets failed")
+                delivered = 0
+            if not delivered:
+                self._stopping.wait(0.2)
+
+    def _start_api(self) -> None:
+        assert self.stack is not None
+        [api] = self.stack.rest_apis.values()
+        rest_api = LocalRestApi(
+            body=api["body"],
+            stage=self._stage(),
+            api_id=api["id"],
+            region=self.options.region,
+            account_id=ACCOUNT_ID,
+            invoke=self.invoke_arn,
+            verifier=CognitoVerifier(self.client("cognito-idp"), self.endpoint_url, self.options.region),
+        )
+        handler = type("Handler", (_ApiRequestHandler,), {"rest_api": rest_api})
+        self._http = ThreadingHTTPServer((self.options.host, self.options.api_port), handler)
+        self._spawn("api", self._http.serve_forever)
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"carebus-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+
+class _Invoker:
+    """What a poller calls: the runtime's serialized invocation of one function."""
+
+    def __init__(self, runtime: OfflineRuntime, logical_id: str) -> None:
+        self.runtime = runtime
+        self.logical_id = logical_id
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        return self.runtime.invoke(self.logical_id, event)
+
+
+class _ApiRequestHandler(BaseHTTPRequestHandler):
+    """HTTP in, LocalRestApi, HTTP out."""
+
+    rest_api: LocalRestApi
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        response = self.rest_api.handle(
+            self.command, path, query, list(self.headers.items()), body, self.client_address[0]
+        )
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("api %s", format % args)
