@@ -51,7 +51,8 @@ def _components_schemas() -> dict[str, Any]:
     }
     schemas["Problem"] = {
         "type": "object",
-        "description": "RFC 9457 problem details; field errors never echo submitted values.",
+        "description": "RFC 9457 problem details. The functions' field errors never echo submitted values; "
+        "API Gateway's model check (detail only) may quote a refused value back to its sender.",
         "required": ["type", "title", "status"],
         "properties": {
             "type": {"type": "string", "format": "uri"},

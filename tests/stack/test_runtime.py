@@ -1,0 +1,285 @@
+"""The offline runtime end to end: real HTTP, real Cognito tokens, the template's own wiring."""
+
+import json
+import socket
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.template import TEMPLATE_PATH
+from carebus_testing import sample_body, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_runtime(**options: Any) -> OfflineRuntime:
+    return OfflineRuntime(
+        RuntimeOptions(
+            aws_port=free_port(),
+            api_port=free_port(),
+            stack_name=f"carebus-test-{uuid.uuid4().hex[:6]}",
+            retry_failed_after_seconds=0,
+            **options,
+        )
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflineRuntime]:
+    env_json = tmp_path_factory.mktemp("runtime") / "env.json"
+    started = start_runtime(env_json_path=env_json)
+    yield started
+    started.stop()
+
+
+def id_token(runtime: OfflineRuntime, role: str) -> str:
+    username, _ = DEMO_USERS[role]
+    answer = runtime.client("cognito-idp").initiate_auth(
+        ClientId=runtime.stack.outputs["UserPoolClientId"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": username, "PASSWORD": DEMO_PASSWORD},
+    )
+    return answer["AuthenticationResult"]["IdToken"]
+
+
+def call(
+    runtime: OfflineRuntime,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    **headers: str,
+) -> tuple[int, dict[str, str], Any]:
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(  # noqa: S310 - the runtime's own local API
+        runtime.stack.outputs["ApiUrl"] + path, data=data, method=method
+    )
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", token)
+    for name, value in headers.items():
+        request.add_header(name.replace("_", "-"), value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            status, answer_headers, raw = answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        status, answer_headers, raw = error.code, dict(error.headers), error.read()
+    return status, answer_headers, json.loads(raw) if raw else None
+
+
+def upcoming_weekdays(count: int) -> list[date]:
+    days, day = [], datetime.now(UTC).date() + timedelta(days=2)
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def encounter_with_future_follow_up() -> dict[str, Any]:
+    body = sample_body()
+    body["encounterDate"] = datetime.now(UTC).date().isoformat()
+    first, *_, last = upcoming_weekdays(3)
+    body["followUp"] = {"earliest": first.isoformat(), "latest": last.isoformat(), "visitType": "OFFICE"}
+    return body
+
+
+def submit(runtime: OfflineRuntime, body: dict[str, Any], key: str | None = None) -> str:
+    extra = {"Idempotency_Key": key} if key else {}
+    status, _, answer = call(runtime, "POST", "/encounters", body, id_token(runtime, "physician"), **extra)
+    assert status == 202, answer
+    return answer["encounterId"]
+
+
+def state_of(runtime: OfflineRuntime, encounter_id: str) -> dict[str, Any]:
+    status, _, answer = call(
+        runtime, "GET", f"/encounters/{encounter_id}", token=id_token(runtime, "physician")
+    )
+    assert status == 200, answer
+    return answer
+
+
+def settled(runtime: OfflineRuntime, encounter_id: str) -> dict[str, Any] | None:
+    state = state_of(runtime, encounter_id)
+    done = (
+        state["claim"] is not None
+        and state["appointment"] is not None
+        and len(state["prescriptions"]) == state["expected"]["prescriptions"]
+    )
+    return state if done else None
+
+
+def test_an_encounter_flows_through_every_consumer(runtime):
+    encounter_id = submit(runtime, encounter_with_future_follow_up())
+
+    state = wait_until(lambda: settled(runtime, encounter_id), 30, "the fan-out")
+
+    assert state["claim"]["status"] == "SUBMITTED"
+    assert state["appointment"]["status"] == "BOOKED"
+    assert sorted(rx["status"] for rx in state["prescriptions"]) == ["PENDING_APPROVAL", "RELEASED"]
+
+
+def test_a_pharmacist_approves_the_controlled_prescription_through_the_api(runtime):
+    encounter_id = submit(runtime, encounter_with_future_follow_up())
+    pharmacist = id_token(runtime, "pharmacist")
+
+    def pending_approval() -> dict[str, Any] | None:
+        _, _, answer = call(runtime, "GET", "/approvals?status=PENDING", token=pharmacist)
+        mine = [a for a in answer["approvals"] if a["encounterId"] == encounter_id]
+        if not mine:
+            return None
+        _, _, approval = call(runtime, "GET", f"/approvals/{mine[0]['approvalId']}", token=pharmacist)
+        # Decidable once the workflow's token is stored (expiresAt is set with it).
+        return approval if "expiresAt" in approval else None
+
+    approval = wait_until(pending_approval, 30, "a decidable approval")
+    assert "taskToken" not in json.dumps(approval)
+
+    status, _, decided = call(
+        runtime, "POST", f"/approvals/{approval['approvalId']}/decision", {"decision": "APPROVE"}, pharmacist
+    )
+
+    assert status == 200, decided
+    assert decided["status"] == "APPROVED"
+
+    def approved() -> bool:
+        statuses = {
+            rx["prescriptionId"]: rx["status"] for rx in state_of(runtime, encounter_id)["prescriptions"]
+        }
+        return statuses.get(approval["prescriptionId"]) == "APPROVED"
+
+    wait_until(approved, 30, "the prescription to be approved")
+
+
+def test_a_pharmacist_may_not_submit_encounters(runtime):
+    status, headers, problem = call(
+        runtime, "POST", "/encounters", sample_body(), id_token(runtime, "pharmacist")
+    )
+
+    assert status == 403
+    assert headers["Content-Type"] == "application/problem+json"
+    assert problem["status"] == 403
+
+
+def test_no_token_is_401_from_the_gateway_and_runs_no_function(runtime):
+    before = runtime.invocations["IntakeFunction"]
+
+    status, headers, problem = call(runtime, "POST", "/encounters", sample_body())
+
+    assert status == 401
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["WWW-Authenticate"] == "Bearer"
+    assert problem["status"] == 401
+    assert runtime.invocations["IntakeFunction"] == before
+
+
+def test_a_forged_token_is_401(runtime):
+    header, payload, _ = id_token(runtime, "physician").split(".")
+
+    status, _, _ = call(runtime, "POST", "/encounters", sample_body(), f"{header}.{payload}.c2lnbmF0dXJl")
+
+    assert status == 401
+
+
+def test_a_body_the_model_refuses_is_400_before_any_function_runs(runtime):
+    before = runtime.invocations["IntakeFunction"]
+    body = sample_body()
+    del body["patient"]
+
+    status, headers, problem = call(runtime, "POST", "/encounters", body, id_token(runtime, "physician"))
+
+    assert status == 400
+    assert headers["Content-Type"] == "application/problem+json"
+    assert "patient" in problem["detail"]
+    assert runtime.invocations["IntakeFunction"] == before
+
+
+def test_a_body_only_the_domain_refuses_is_400_with_field_errors_from_the_function(runtime):
+    body = sample_body()
+    body["practitionerNpi"] = "1234567890"
+
+    status, _, problem = call(runtime, "POST", "/encounters", body, id_token(runtime, "physician"))
+
+    assert status == 400
+    assert [error["field"] for error in problem["errors"]] == ["practitionerNpi"]
+
+
+def test_the_same_idempotency_key_twice_is_one_encounter_fanned_out_once(runtime):
+    key = f"visit-{uuid.uuid4()}"
+    body = encounter_with_future_follow_up()
+
+    first = submit(runtime, body, key)
+    second = submit(runtime, body, key)
+
+    assert first == second
+    wait_until(lambda: settled(runtime, first), 30, "the fan-out")
+    claims = runtime.client("dynamodb").scan(TableName=runtime.stack.outputs["ClaimsTableName"])["Items"]
+    assert sum(item["encounterId"]["S"] == first for item in claims) == 1
+
+
+def test_a_poison_message_reaches_the_dead_letter_queue(runtime):
+    sqs = runtime.client("sqs")
+    marker = f"poison-{uuid.uuid4()}"
+    sqs.send_message(QueueUrl=runtime.stack.outputs["BillingQueueUrl"], MessageBody=marker)
+    dead_letters = runtime.stack.outputs["BillingDeadLetterQueueUrl"]
+
+    def arrived() -> bool:
+        messages = sqs.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        return any(message["Body"] == marker for message in messages.get("Messages", []))
+
+    wait_until(arrived, 30, "the poison message in the DLQ")
+
+
+def test_outputs_are_published_as_a_cloudformation_stack(runtime):
+    [described] = runtime.client("cloudformation").describe_stacks(StackName=runtime.stack.name)["Stacks"]
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in described["Outputs"]}
+
+    assert outputs == {name: str(value) for name, value in runtime.stack.outputs.items()}
+    assert outputs["ApiUrl"].startswith("http://127.0.0.1:")
+
+
+def test_env_json_gives_every_function_its_environment_and_the_local_endpoint(runtime):
+    environments = json.loads(Path(runtime.options.env_json_path).read_text())
+
+    assert set(environments) == set(runtime.stack.functions)
+    for logical_id, environment in environments.items():
+        assert environment["AWS_ENDPOINT_URL"].endswith(f":{runtime.options.aws_port}")
+        for name, value in runtime.stack.functions[logical_id].environment.items():
+            assert environment[name] == value
+
+
+@pytest.mark.slow
+def test_the_runtime_follows_the_template_it_is_given(tmp_path):
+    """Route billing on follow-ups in a copy of the template: the served stack routes accordingly."""
+    text = TEMPLATE_PATH.read_text()
+    template = text.replace(
+        '        procedureCount: [{numeric: [">", 0]}]\n', '        followUpRequested: ["true"]\n', 1
+    )
+    assert template != text
+    copy_path = tmp_path / "template.yaml"
+    copy_path.write_text(template)
+    for folder in ("functions", "src", "statemachines"):
+        (tmp_path / folder).symlink_to(TEMPLATE_PATH.parent / folder)
+    changed = start_runtime(template_path=copy_path)
+    try:
+        body = sample_body()
+        del body["followUp"]
+        encounter_id = submit(changed, body)
+        wait_until(
+            lambda: len(state_of(changed, encounter_id)["prescriptions"]) == 2, 30, "the prescriptions"
+        )
+        assert state_of(changed, encounter_id)["claim"] is None
+    finally:
+        changed.stop()
