@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from carebus.adapters.api import caller_of, install_problem_answers, read_json_body
@@ -26,7 +26,7 @@ from carebus.approvals import (
     workflow_decision,
 )
 from carebus.auth import Role
-from carebus.errors import ConflictError, NotFoundError
+from carebus.errors import ConflictError, NotFoundError, ServiceUnavailableError
 
 # Errors that say the wait the token belonged to is over: the workflow escalated or expired meanwhile.
 WAIT_OVER = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
@@ -107,10 +107,8 @@ def decide(approval_id: str) -> dict[str, Any]:
         raise ConflictError("another decision or the workflow got there first", current_view(approval_id))
     try:
         resume_workflow(record["taskToken"], values)
-    except ClientError as error:
-        if error.response["Error"]["Code"] not in WAIT_OVER:
-            raise
-        # The wait ended (escalated or expired) before the decision reached it: undo our write.
+    except (BotoCoreError, ClientError) as error:
+        # The workflow did not take the decision: undo our write, so that the approval stays decidable.
         approvals.update(
             {"approvalId": approval_id},
             set_values={"status": ApprovalStatus.PENDING.value},
@@ -123,9 +121,14 @@ def decide(approval_id: str) -> dict[str, Any]:
             },
             condition_names={"#status": "status"},
         )
-        raise ConflictError(
-            "the approval's wait ended before the decision reached it", current_view(approval_id)
-        ) from None
+        code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+        if code in WAIT_OVER:
+            # The wait ended (escalated or expired) before the decision reached it.
+            raise ConflictError(
+                "the approval's wait ended before the decision reached it", current_view(approval_id)
+            ) from None
+        logger.error("Resuming the approval workflow failed", extra={"error": code})
+        raise ServiceUnavailableError("the decision could not reach the workflow; try again") from None
     # The token has served its purpose; it must not outlive the wait.
     settled = approvals.update(
         {"approvalId": approval_id},

@@ -25,7 +25,7 @@ from carebus.adapters.api import caller_of, install_problem_answers, problem_res
 from carebus.adapters.dynamo import Table
 from carebus.adapters.idempotency import idempotency_store
 from carebus.auth import Role
-from carebus.errors import ConflictError
+from carebus.errors import ConflictError, ServiceUnavailableError
 from carebus.messages import reference_body, routing_attributes
 from carebus.models import EncounterRequest
 from carebus.problems import problem
@@ -48,10 +48,6 @@ install_problem_answers(app)
 encounters = Table(boto3.client("dynamodb"), os.environ["ENCOUNTERS_TABLE"])
 sns = boto3.client("sns")
 TOPIC_ARN = os.environ["ENCOUNTER_TOPIC_ARN"]
-
-
-class FanOutUnavailableError(Exception):
-    """SNS did not take the reference: the encounter is stored but not yet fanned out."""
 
 
 class IdempotencyHeader(BaseModel):
@@ -94,7 +90,10 @@ def accept(encounter_id: str, request: EncounterRequest, caller: str, request_ha
                 MessageAttributes=routing_attributes(encounter_id, request),
             )
         except (BotoCoreError, ClientError) as error:
-            raise FanOutUnavailableError(type(error).__name__) from error
+            logger.error("Publishing the encounter reference failed", extra={"error": type(error).__name__})
+            raise ServiceUnavailableError(
+                "the encounter is stored but could not be handed on; retry with the same Idempotency-Key"
+            ) from error
         published = {"publishedAt": datetime.now(UTC).isoformat()}
         encounters.set_attributes({"encounterId": encounter_id}, published)
         metrics.add_metric(name="EncountersAccepted", unit=MetricUnit.Count, value=1)
@@ -149,20 +148,6 @@ def key_in_flight(_: IdempotencyAlreadyInProgressError) -> Response:
     return problem_response(
         problem(409, "Conflict", "a request with this Idempotency-Key is still in progress", "conflict"),
         headers={"Retry-After": "1"},
-    )
-
-
-@app.exception_handler(FanOutUnavailableError)
-def fan_out_unavailable(error: FanOutUnavailableError) -> Response:
-    logger.error("Publishing the encounter reference failed", extra={"error": str(error)})
-    return problem_response(
-        problem(
-            503,
-            "Try again",
-            "the encounter could not be handed on; retry with the same Idempotency-Key",
-            "fan-out-unavailable",
-        ),
-        headers={"Retry-After": "2"},
     )
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from carebus.errors import ConflictError, ForbiddenError, MalformedMessageError
+from carebus.models import field_error
 
 # SendTaskFailure's error name for a rejection; the workflow catches it by this name.
 REJECTION_ERROR: Final = "PrescriptionRejected"
@@ -53,7 +54,7 @@ class DecisionRequest(BaseModel):
     @model_validator(mode="after")
     def _rejection_has_a_reason(self) -> Self:
         if self.decision == "REJECT" and not self.reason:
-            raise ValueError("A rejection needs a reason")
+            raise field_error(type(self).__name__, "reason", "reason_required", "A rejection needs a reason")
         return self
 
 

@@ -41,3 +41,7 @@ class PayloadTooLargeError(CarebusError):
 
 class UnsupportedMediaTypeError(CarebusError):
     """The request body is not declared as JSON."""
+
+
+class ServiceUnavailableError(CarebusError):
+    """A service carebus depends on failed transiently; the request changed nothing and can be retried."""

@@ -68,6 +68,17 @@ type Icd10CmCode = Annotated[str, BeforeValidator(_normalise_code), AfterValidat
 type NotFutureDate = Annotated[date, AfterValidator(_not_in_future)]
 
 
+def field_error(model: str, field: str, code: str, message: str) -> ValidationError:
+    """A validation error located at one JSON field, for rules that span fields (model validators).
+
+    Built by hand: errors a model validator raises would have no location, and errors on an absent
+    field are located by Python name, not by JSON alias.
+    """
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=PydanticCustomError(code, message), loc=(field,), input=None)]
+    )
+
+
 class _RequestModel(BaseModel):
     model_config = ConfigDict(
         # str(ValidationError) would otherwise quote the offending values (PHI) into any log line.
@@ -194,19 +205,11 @@ class EncounterRequest(_RequestModel):
     @model_validator(mode="after")
     def _dea_present_for_controlled_prescriptions(self) -> Self:
         if self.prescriber_dea is None and self.controlled_prescription_count:
-            # Built by hand: errors on an absent field are located by Python name, not by JSON alias.
-            raise ValidationError.from_exception_data(
+            raise field_error(
                 type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError(
-                            "prescriber_dea_required",
-                            "A DEA registration number is required to prescribe controlled substances",
-                        ),
-                        loc=("prescriberDea",),
-                        input=None,
-                    )
-                ],
+                "prescriberDea",
+                "prescriber_dea_required",
+                "A DEA registration number is required to prescribe controlled substances",
             )
         return self
 

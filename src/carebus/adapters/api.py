@@ -14,6 +14,7 @@ from carebus.errors import (
     ForbiddenError,
     NotFoundError,
     PayloadTooLargeError,
+    ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
 from carebus.problems import PROBLEM_CONTENT_TYPE, body_not_json_problem, problem, validation_problem
@@ -107,6 +108,12 @@ def install_problem_answers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(UnsupportedMediaTypeError)
     def unsupported(error: UnsupportedMediaTypeError) -> Response:
         return problem_response(problem(415, "Unsupported media type", str(error), "unsupported-media-type"))
+
+    @app.exception_handler(ServiceUnavailableError)
+    def unavailable(error: ServiceUnavailableError) -> Response:
+        return problem_response(
+            problem(503, "Try again", str(error), "service-unavailable"), headers={"Retry-After": "2"}
+        )
 
     @app.not_found
     def no_route(_: Exception) -> Response:

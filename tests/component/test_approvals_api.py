@@ -1,0 +1,521 @@
+"""ApprovalsFunction on moto: pharmacists list, read and decide approvals; who may, and what conflicts."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.core.botocore_stubber import BotocoreStubber
+
+from carebus_local.functions import InProcessFunction
+from carebus_testing import (
+    PHARMACIST_CLAIMS,
+    PHARMACIST_SUB,
+    PHYSICIAN_SUB,
+    SAMPLE_APPROVAL_ID,
+    approval_executions,
+    as_caller,
+    body_of,
+    deliver_token,
+    load_event,
+    request_sample_approval,
+    submit,
+    submit_sample,
+    wait_for_execution_end,
+    wait_until,
+    with_body,
+)
+
+LIST = "approvals/list_pending.json"
+READ = "approvals/read_approval.json"
+APPROVE = "approvals/approve.json"
+REJECT = "approvals/reject.json"
+ROUTES = [LIST, READ, APPROVE, REJECT]
+
+PHYSICIAN_CLAIMS = {"sub": PHYSICIAN_SUB, "cognito:groups": "physicians"}
+# The sample's prescriber, who is also a pharmacist: still may not decide their own prescription.
+PRESCRIBING_PHARMACIST = {"sub": PHYSICIAN_SUB, "cognito:groups": "physicians,pharmacists"}
+SECOND_PHARMACIST = {"sub": "5e2d8c41-0b7a-4f3e-a1d2-6c9b8e7f0a13", "cognito:groups": "pharmacists"}
+HIDDEN = ("taskToken", "executionArn", "prescribedBy")
+PATIENT_DEMOGRAPHICS = ("Alex Sample", "1980-04-12", "XZ9876543210", "MRN-000123")
+DECISION_FIELDS = ("decision", "decidedBy", "decidedAt", "reason")
+
+
+@pytest.fixture
+def approvals(function) -> InProcessFunction:
+    return function("ApprovalsFunction")
+
+
+@pytest.fixture
+def pending(driver, function) -> dict[str, Any]:
+    """The sample's controlled prescription waiting for a pharmacist, its token stored."""
+    return request_sample_approval(driver, function)
+
+
+@pytest.fixture(autouse=True)
+def no_execution_outlives_the_test(stack) -> Iterator[None]:
+    yield
+    stepfunctions = boto3.client("stepfunctions")
+
+    def stopped(execution_arn: str) -> bool:
+        try:
+            stepfunctions.stop_execution(executionArn=execution_arn)
+        except AttributeError:  # moto: the execution's worker has not started yet
+            return False
+        return True
+
+    for execution in approval_executions(stack):
+        if execution["status"] == "RUNNING":
+            wait_until(lambda arn=execution["executionArn"]: stopped(arn), timeout=5, what="the stop")
+
+
+def approval_record(driver, approval_id: str = SAMPLE_APPROVAL_ID) -> dict[str, Any]:
+    return driver.table("ApprovalsTable").get_item(Key={"approvalId": approval_id}, ConsistentRead=True)[
+        "Item"
+    ]
+
+
+def for_approval(sample: str, approval_id: str) -> dict[str, Any]:
+    """A sample approvals event addressed to another approval id."""
+    event = load_event(sample)
+    event["pathParameters"] = {"approvalId": approval_id}
+    event["path"] = event["resource"].replace("{approvalId}", approval_id)
+    return event
+
+
+def listing(status: str | None) -> dict[str, Any]:
+    event = load_event(LIST)
+    event["queryStringParameters"] = None if status is None else {"status": status}
+    event["multiValueQueryStringParameters"] = None if status is None else {"status": [status]}
+    return event
+
+
+def decision(body: Any) -> dict[str, Any]:
+    """The approve sample with another body, from the sample's pharmacist."""
+    return as_caller(with_body(load_event(APPROVE), body), PHARMACIST_CLAIMS)
+
+
+def assert_still_undecided(driver, token: str) -> None:
+    record = approval_record(driver)
+    assert record["status"] == "PENDING"
+    assert record["taskToken"] == token
+    for field in DECISION_FIELDS:
+        assert field not in record
+
+
+def assert_no_secrets(answer: dict[str, Any], token: str) -> None:
+    assert token not in answer["body"]
+    for hidden in HIDDEN:
+        assert f'"{hidden}"' not in answer["body"]
+
+
+# ----- reading ---------------------------------------------------------------------------------------
+def test_the_pending_list_shows_the_sample_approval_without_its_token(approvals, pending):
+    response = approvals.invoke(load_event(LIST))
+
+    assert response["statusCode"] == 200
+    listed = body_of(response)["approvals"]
+    assert [item["approvalId"] for item in listed] == [SAMPLE_APPROVAL_ID]
+    (item,) = listed
+    assert item["status"] == "PENDING"
+    assert (item["drug"], item["deaSchedule"], item["quantity"], item["refills"]) == (
+        pending["drug"],
+        "II",
+        12,
+        0,
+    )
+    assert_no_secrets(response, pending["taskToken"])
+
+
+def test_the_list_is_pending_by_default_and_oldest_request_first(approvals, pending, function, driver):
+    time.sleep(1.1)  # the request time is the event's, to the second
+    second_encounter = submit(function)
+    driver.deliver("PrescriptionsQueue")
+    assert driver.deliver_rule_targets() == 1
+    deliver_token(driver)
+
+    response = approvals.invoke(listing(None))
+
+    assert response["statusCode"] == 200
+    listed = body_of(response)["approvals"]
+    assert [item["approvalId"] for item in listed] == [
+        SAMPLE_APPROVAL_ID,
+        f"apr-rx-{second_encounter}-2",
+    ]
+    assert listed[0]["requestedAt"] < listed[1]["requestedAt"]
+
+
+def test_a_decided_approval_leaves_the_pending_list_for_its_outcomes(approvals, pending):
+    assert approvals.invoke(load_event(APPROVE))["statusCode"] == 200
+
+    by_status = {
+        status: [item["approvalId"] for item in body_of(approvals.invoke(listing(status)))["approvals"]]
+        for status in ("PENDING", "APPROVED", "REJECTED", "EXPIRED")
+    }
+
+    assert by_status == {"PENDING": [], "APPROVED": [SAMPLE_APPROVAL_ID], "REJECTED": [], "EXPIRED": []}
+
+
+def test_an_unknown_status_filter_is_a_field_error(approvals):
+    for status in ("pending", "DECIDED", ""):
+        response = approvals.invoke(listing(status))
+
+        assert response["statusCode"] == 400, status
+        assert [error["field"] for error in body_of(response)["errors"]] == ["status"], status
+
+
+def test_reading_the_sample_approval_shows_what_a_pharmacist_needs_to_decide(approvals, pending):
+    response = approvals.invoke(load_event(READ))
+
+    assert response["statusCode"] == 200
+    shown = body_of(response)
+    assert shown == {
+        "approvalId": SAMPLE_APPROVAL_ID,
+        "status": "PENDING",
+        "escalated": False,
+        "prescriptionId": pending["prescriptionId"],
+        "encounterId": pending["encounterId"],
+        "drug": pending["drug"],
+        "deaSchedule": "II",
+        "quantity": 12,
+        "refills": 0,
+        "prescriberNpi": pending["prescriberNpi"],
+        "requestedAt": pending["requestedAt"],
+        "expiresAt": pending["expiresAt"],
+    }
+    assert_no_secrets(response, pending["taskToken"])
+    for value in PATIENT_DEMOGRAPHICS:
+        assert value not in response["body"]
+
+
+def test_an_unknown_approval_is_not_found(approvals, pending):
+    for sample in (READ, APPROVE):
+        response = approvals.invoke(for_approval(sample, "apr-rx-00000000-0000-0000-0000-000000000000-1"))
+
+        assert response["statusCode"] == 404, sample
+        assert body_of(response)["status"] == 404, sample
+
+
+# ----- deciding --------------------------------------------------------------------------------------
+def test_approving_the_sample_answers_the_approval_as_it_now_stands(approvals, pending, driver):
+    response = approvals.invoke(load_event(APPROVE))
+
+    assert response["statusCode"] == 200
+    answer = body_of(response)
+    assert (answer["approvalId"], answer["status"], answer["decision"]) == (
+        SAMPLE_APPROVAL_ID,
+        "APPROVED",
+        "APPROVE",
+    )
+    assert answer["decidedBy"] == PHARMACIST_SUB
+    assert "reason" not in answer
+    assert_no_secrets(response, pending["taskToken"])
+    record = approval_record(driver)
+    assert (record["status"], record["decidedBy"], record["decidedAt"]) == (
+        "APPROVED",
+        PHARMACIST_SUB,
+        answer["decidedAt"],
+    )
+    assert "taskToken" not in record
+
+
+def test_rejecting_the_sample_records_its_reason(approvals, pending, driver):
+    reason = json.loads(load_event(REJECT)["body"])["reason"]
+
+    response = approvals.invoke(load_event(REJECT))
+
+    assert response["statusCode"] == 200
+    answer = body_of(response)
+    assert (answer["status"], answer["decision"], answer["reason"], answer["decidedBy"]) == (
+        "REJECTED",
+        "REJECT",
+        reason,
+        PHARMACIST_SUB,
+    )
+    assert_no_secrets(response, pending["taskToken"])
+    record = approval_record(driver)
+    assert (record["status"], record["reason"]) == ("REJECTED", reason)
+    assert "taskToken" not in record
+
+
+def test_a_physician_may_not_use_any_approvals_route(approvals, pending, driver):
+    for sample in ROUTES:
+        response = approvals.invoke(as_caller(load_event(sample), PHYSICIAN_CLAIMS))
+
+        assert response["statusCode"] == 403, sample
+        assert_no_secrets(response, pending["taskToken"])
+    assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_a_caller_in_no_group_may_not_decide(approvals, pending, driver):
+    response = approvals.invoke(as_caller(load_event(APPROVE), {"sub": PHARMACIST_SUB}))
+
+    assert response["statusCode"] == 403
+    assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_a_pharmacist_may_not_decide_their_own_prescription(approvals, pending, driver):
+    for sample in (APPROVE, REJECT):
+        response = approvals.invoke(as_caller(load_event(sample), PRESCRIBING_PHARMACIST))
+
+        assert response["statusCode"] == 403, sample
+    assert_still_undecided(driver, pending["taskToken"])
+    [execution] = approval_executions(driver.stack)
+    assert execution["status"] == "RUNNING"
+
+
+def test_the_prescribing_pharmacist_may_still_read_the_approval(approvals, pending):
+    response = approvals.invoke(as_caller(load_event(READ), PRESCRIBING_PHARMACIST))
+
+    assert response["statusCode"] == 200
+    assert_no_secrets(response, pending["taskToken"])
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "current"),
+    [(APPROVE, REJECT, "APPROVED"), (REJECT, APPROVE, "REJECTED")],
+    ids=["reject-after-approve", "approve-after-reject"],
+)
+def test_a_decided_approval_conflicts_showing_its_current_state(approvals, pending, first, second, current):
+    decided = body_of(approvals.invoke(load_event(first)))
+
+    response = approvals.invoke(as_caller(load_event(second), SECOND_PHARMACIST))
+
+    assert response["statusCode"] == 409
+    problem = body_of(response)
+    assert problem["current"]["status"] == current
+    assert problem["current"]["decidedBy"] == PHARMACIST_SUB
+    assert problem["current"]["decidedAt"] == decided["decidedAt"]
+    assert_no_secrets(response, pending["taskToken"])
+
+
+def test_a_decision_before_the_token_is_stored_conflicts(approvals, function, driver):
+    submit_sample(function)
+    driver.deliver("PrescriptionsQueue")
+    assert driver.deliver_rule_targets() == 1
+    wait_until(lambda: driver.depth("ApprovalTokenQueue"), what="the token on its queue")
+
+    response = approvals.invoke(load_event(APPROVE))
+
+    assert response["statusCode"] == 409
+    assert body_of(response)["current"]["status"] == "PENDING"
+    assert "taskToken" not in approval_record(driver)
+
+
+INVALID_DECISIONS = [
+    ({}, ["decision"]),
+    ({"reason": "because"}, ["decision"]),
+    ({"decision": "MAYBE"}, ["decision"]),
+    ({"decision": "approve"}, ["decision"]),
+    ({"decision": "APPROVE", "decidedBy": PHARMACIST_SUB}, ["decidedBy"]),
+    ({"decision": "REJECT", "reason": "r" * 501}, ["reason"]),
+]
+
+
+def test_an_invalid_decision_is_a_field_error_and_decides_nothing(approvals, pending, driver):
+    for body, fields in INVALID_DECISIONS:
+        response = approvals.invoke(decision(body))
+
+        assert response["statusCode"] == 400, body
+        assert [error["field"] for error in body_of(response)["errors"]] == fields, body
+    assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_a_rejection_without_a_reason_is_refused_and_decides_nothing(approvals, pending, driver):
+    for body in (
+        {"decision": "REJECT"},
+        {"decision": "REJECT", "reason": ""},
+        {"decision": "REJECT", "reason": " "},
+    ):
+        response = approvals.invoke(decision(body))
+
+        assert response["statusCode"] == 400, body
+        assert body_of(response)["errors"], body
+    assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_a_body_that_is_not_a_json_object_decides_nothing(approvals, pending, driver):
+    for body in ("not json", "[]", '"APPROVE"'):
+        response = approvals.invoke(decision(body))
+
+        assert response["statusCode"] == 400, body
+        assert [error["field"] for error in body_of(response)["errors"]] == ["body"], body
+    assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_a_rejection_without_a_reason_is_a_field_error_naming_the_reason(approvals):
+    response = approvals.invoke(decision({"decision": "REJECT"}))
+
+    assert response["statusCode"] == 400
+    assert [error["field"] for error in body_of(response)["errors"]] == ["reason"]
+
+
+# ----- concurrency and the wait ending meanwhile -----------------------------------------------------
+@contextmanager
+def one_request_at_a_time() -> Iterator[None]:
+    """Each AWS request handled atomically, as the real services do (moto is not thread-safe); callers
+    still interleave freely between their requests."""
+    lock = threading.RLock()
+    original = BotocoreStubber.__call__
+
+    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
+def separate_environments(stack, count: int) -> list[InProcessFunction]:
+    """The approvals function imported once per Lambda execution environment: on Lambda concurrent
+    requests never share a module (its resolver holds the current event)."""
+    environments = []
+    for index in range(count):
+        environment = InProcessFunction(
+            stack.functions["ApprovalsFunction"], stack.function_environment("ApprovalsFunction")
+        )
+        environment.module_name = f"{environment.module_name}_environment_{index}"
+        environments.append(environment)
+    return environments
+
+
+def test_of_concurrent_decisions_exactly_one_wins_and_the_rest_conflict(stack, pending, driver, monkeypatch):
+    driver.capture_bus()
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # metric sets are shared in one process
+    pharmacists = [
+        {"sub": f"00000000-0000-4000-8000-{index:012d}", "cognito:groups": "pharmacists"}
+        for index in range(6)
+    ]
+    events = [
+        as_caller(load_event(APPROVE if index % 2 else REJECT), claims)
+        for index, claims in enumerate(pharmacists)
+    ]
+    environments = separate_environments(stack, len(events))
+    # Every request has read the pending approval and passed its checks before any of them writes.
+    everyone_has_checked = threading.Barrier(len(events), timeout=30)
+    for environment in environments:
+        module = environment.module
+        real_check = module.check_decision
+
+        def check_then_wait(record: dict[str, Any], pharmacist: str, real_check=real_check) -> None:
+            real_check(record, pharmacist)
+            everyone_has_checked.wait()
+
+        monkeypatch.setattr(module, "check_decision", check_then_wait)
+
+    with one_request_at_a_time(), ThreadPoolExecutor(max_workers=len(events)) as pool:
+        responses = list(
+            pool.map(lambda pair: pair[0].invoke(pair[1]), zip(environments, events, strict=True))
+        )
+
+    statuses = sorted(response["statusCode"] for response in responses)
+    assert statuses == [200] + [409] * (len(events) - 1)
+    (winner,) = [body_of(response) for response in responses if response["statusCode"] == 200]
+    for response in responses:
+        if response["statusCode"] == 409:
+            assert body_of(response)["current"]["decidedBy"] == winner["decidedBy"]
+    record = approval_record(driver)
+    assert (record["status"], record["decidedBy"]) == (winner["status"], winner["decidedBy"])
+    [execution] = approval_executions(stack)
+    assert wait_for_execution_end(execution["executionArn"])["status"] == "SUCCEEDED"
+    outcomes = [
+        (event["detail-type"], event["detail"]["decidedBy"])
+        for event in driver.bus_events()
+        if event["source"] == "carebus.approvals"
+    ]
+    expected = "PrescriptionApproved" if winner["status"] == "APPROVED" else "PrescriptionRejected"
+    assert outcomes == [(expected, winner["decidedBy"])]
+
+
+def refusing_stepfunctions(module: Any, monkeypatch, code: str) -> list[str]:
+    """The function's Step Functions client answering every SendTask* with this error code."""
+    calls: list[str] = []
+
+    def refuse(operation: str):
+        def call(**_: Any) -> dict[str, Any]:
+            calls.append(operation)
+            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+
+        return call
+
+    monkeypatch.setattr(module.stepfunctions, "send_task_success", refuse("SendTaskSuccess"))
+    monkeypatch.setattr(module.stepfunctions, "send_task_failure", refuse("SendTaskFailure"))
+    return calls
+
+
+@pytest.mark.parametrize("sample", [APPROVE, REJECT], ids=["approve", "reject"])
+def test_a_decision_whose_wait_already_ended_conflicts_and_leaves_the_approval_pending(
+    approvals, pending, driver, monkeypatch, sample
+):
+    for code in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+        with monkeypatch.context() as patched:
+            calls = refusing_stepfunctions(approvals.module, patched, code)
+
+            response = approvals.invoke(load_event(sample))
+
+        assert calls, f"{code}: the workflow was never told"
+        assert response["statusCode"] == 409, code
+        assert body_of(response)["current"]["status"] == "PENDING", code
+        assert_no_secrets(response, pending["taskToken"])
+        assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_after_a_refused_resume_the_approval_can_still_be_decided(approvals, pending, driver, monkeypatch):
+    with monkeypatch.context() as patched:
+        refusing_stepfunctions(approvals.module, patched, "TaskTimedOut")
+        assert approvals.invoke(load_event(APPROVE))["statusCode"] == 409
+
+    response = approvals.invoke(load_event(APPROVE))
+
+    assert response["statusCode"] == 200
+    [execution] = approval_executions(driver.stack)
+    assert wait_for_execution_end(execution["executionArn"])["status"] == "SUCCEEDED"
+
+
+def test_a_decision_whose_resume_failed_transiently_can_be_retried(approvals, pending, driver, monkeypatch):
+    with monkeypatch.context() as patched:
+        refusing_stepfunctions(approvals.module, patched, "ThrottlingException")
+        failed = approvals.invoke(load_event(APPROVE))
+
+    assert failed["statusCode"] == 503
+    assert failed["multiValueHeaders"]["Retry-After"] == ["2"]
+    assert approval_record(driver)["status"] == "PENDING"
+    retried = approvals.invoke(load_event(APPROVE))
+
+    assert retried["statusCode"] == 200
+    [execution] = approval_executions(driver.stack)
+    assert wait_for_execution_end(execution["executionArn"])["status"] == "SUCCEEDED"
+    (prescription,) = [
+        record for record in driver.items("PrescriptionsTable") if record.get("deaSchedule") == "II"
+    ]
+    assert prescription["status"] == "APPROVED"
+
+
+class TestWhenTheWaitEndsFirst:
+    """Short waits: the workflow escalates and expires within seconds."""
+
+    @pytest.fixture
+    def stack_parameters(self) -> dict[str, str]:
+        return {"ApprovalTimeoutSeconds": "2", "ApprovalHeartbeatSeconds": "2"}
+
+    def test_a_decision_after_expiry_conflicts_showing_expired(self, approvals, pending, driver):
+        [execution] = approval_executions(driver.stack)
+        assert wait_for_execution_end(execution["executionArn"])["status"] == "SUCCEEDED"
+
+        response = approvals.invoke(load_event(APPROVE))
+
+        assert response["statusCode"] == 409
+        current = body_of(response)["current"]
+        assert (current["status"], current["escalated"]) == ("EXPIRED", True)
+        for field in DECISION_FIELDS:
+            assert field not in current
+        assert approval_record(driver)["status"] == "EXPIRED"
