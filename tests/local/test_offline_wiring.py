@@ -1,0 +1,58 @@
+"""The offline runtime's own rules: what it refuses, and how it shapes rule targets' input."""
+
+import copy
+import json
+
+import pytest
+from moto import mock_aws
+
+from carebus_local.delivery import target_input
+from carebus_local.provision import Provisioner, UnsupportedResourceError
+from carebus_local.template import translate
+
+EVENT = {
+    "version": "0",
+    "id": "0b5c6a1e-0000-4000-8000-000000000001",
+    "detail-type": "PrescriptionApprovalRequested",
+    "source": "carebus.prescriptions",
+    "time": "2026-11-22T12:00:00Z",
+    "detail": {"schemaVersion": 1, "encounterId": "e-1", "prescriptionId": "rx-e-1-2", "deaSchedule": "II"},
+}
+
+
+def test_a_resource_type_it_cannot_create_is_refused_by_name(sam_template):
+    changed = copy.deepcopy(sam_template)
+    changed["Resources"]["ReportsBucket"] = {"Type": "AWS::Glue::Database", "Properties": {}}
+
+    with mock_aws(), pytest.raises(UnsupportedResourceError, match=r"AWS::Glue::Database"):
+        Provisioner(translate(changed), changed).provision()
+
+
+def test_the_approval_rule_hands_the_workflow_ids_and_the_request_time_only(cfn):
+    [target] = cfn["Resources"]["PrescriptionApprovalRule"]["Properties"]["Targets"]
+
+    assert json.loads(target_input(EVENT, target)) == {
+        "encounterId": "e-1",
+        "prescriptionId": "rx-e-1-2",
+        "requestedAt": "2026-11-22T12:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ({"InputPath": "$.detail"}, EVENT["detail"]),
+        ({"Input": '{"fixed": true}'}, {"fixed": True}),
+        ({}, EVENT),
+        (
+            {"InputTransformer": {"InputPathsMap": {"d": "$.detail"}, "InputTemplate": '{"wrapped": <d>}'}},
+            {"wrapped": EVENT["detail"]},
+        ),
+    ],
+    ids=["input-path", "constant-input", "whole-event", "transformer-with-an-object"],
+)
+def test_targets_receive_what_eventbridge_would_hand_them(target, expected):
+    assert (
+        json.loads(target_input(EVENT, {"Arn": "arn:aws:states:us-east-1:1:stateMachine:x", **target}))
+        == expected
+    )
