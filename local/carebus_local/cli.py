@@ -1,0 +1,438 @@
+"""carebus: the command line of a carebus stack, the offline one or a deployed one.
+
+  carebus local up                      serve the whole stack offline until Ctrl-C
+  carebus demo                          run the scripted scenario on a fresh offline stack
+  carebus login --as physician          sign in (or --username NAME [--password P])
+  carebus submit FILE                   POST /encounters with an encounter body or API event file
+  carebus trace ENCOUNTER_ID            one encounter's path through the stack, with times
+  carebus approvals list|show|approve|reject
+  carebus dlq list|show|redrive QUEUE
+
+Without --stack every command talks to the offline stack at http://127.0.0.1:4566 (or --endpoint-url,
+or $CAREBUS_ENDPOINT_URL). With --stack NAME it finds a deployed stack through the default AWS session.
+Sign-ins are kept per stack in $CAREBUS_HOME/sessions.json (default ~/.carebus), readable by you only.
+
+Exit codes (scripts may rely on them):
+  0  success
+  1  the operation was refused or a check failed (an API error answer, demo expectations not met)
+  2  usage error (arguments, or an input file that is missing, not JSON or not an encounter)
+  3  the stack cannot be reached or found
+  4  authentication failed or missing (wrong password, not signed in, expired session, no AWS credentials)
+"""
+
+import argparse
+import getpass
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from carebus_local.client import (
+    LOCAL_ENDPOINT_URL,
+    ApiClient,
+    CarebusError,
+    ExitCode,
+    SessionStore,
+    Stack,
+    Target,
+    Trace,
+    UsageError,
+    dead_letter_queues,
+    find_dead_letter_queue,
+    offline_runtime,
+    peek,
+    queue_depth,
+    read_encounter_file,
+    redrive,
+    sign_in,
+    trace_encounter,
+)
+from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+
+EXIT_CODES_HELP = __doc__[__doc__.index("Exit codes") :]
+# Piped or captured output keeps whole ids on one line rather than squeezing tables to 80 columns.
+_PIPED_OUTPUT_WIDTH = 200
+
+# What a pharmacist sees of each approval in a listing, after its id: field and heading.
+APPROVAL_COLUMNS = {
+    "drug": "drug",
+    "deaSchedule": "schedule",
+    "quantity": "quantity",
+    "refills": "refills",
+    "prescriberNpi": "prescriber NPI",
+    "requestedAt": "requested",
+    "escalated": "escalated",
+}
+
+Command = Callable[[argparse.Namespace, Console], int]
+
+
+# ----- output --------------------------------------------------------------------------------------------
+def _console() -> Console:
+    # Bound to this stdout: the demo sends the handlers' prints elsewhere while it writes here.
+    console = Console(file=sys.stdout, highlight=False)
+    return (
+        console
+        if console.is_terminal
+        else Console(file=sys.stdout, highlight=False, width=_PIPED_OUTPUT_WIDTH)
+    )
+
+
+def _text(value: Any) -> Text:
+    """A table cell taken literally: stack data may contain brackets that rich would read as markup."""
+    if isinstance(value, bool):
+        return Text("yes" if value else "no")
+    return Text("" if value is None else str(value))
+
+
+def _time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def trace_table(trace: Trace) -> Table:
+    table = Table(title=f"Encounter {trace.encounter_id}", title_justify="left")
+    table.add_column("since submission", justify="right")
+    table.add_column("time (UTC)")
+    table.add_column("step")
+    table.add_column("detail", overflow="fold")
+    for step in trace.steps:
+        delta = trace.since_submission(step)
+        table.add_row(
+            "-" if delta is None else f"{delta.total_seconds():+.3f} s",
+            _time(step.at),
+            _text(step.step),
+            _text(step.detail),
+        )
+    return table
+
+
+def _fields_table(record: Mapping[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in record.items():
+        table.add_row(_text(name), _text(value))
+    return table
+
+
+def _report(error: CarebusError) -> int:
+    # Plain prints: one line each, never wrapped or styled, whatever the terminal.
+    print(f"carebus: error: {error}", file=sys.stderr)
+    for detail in error.details:
+        print(f"  {detail}", file=sys.stderr)
+    return int(error.exit_code)
+
+
+# ----- the commands --------------------------------------------------------------------------------------
+def _target(args: argparse.Namespace) -> Target:
+    return Target.select(args.stack, args.endpoint_url, args.region)
+
+
+def _signed_in_api(args: argparse.Namespace) -> ApiClient:
+    """The stack's API as the signed-in user; the session is checked before any network call."""
+    target = _target(args)
+    signed_in = SessionStore().load(target)
+    return Stack.find(target).api(signed_in)
+
+
+def run_login(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    if args.role:
+        if not target.endpoint_url:
+            raise UsageError("--as signs in a demo user of an offline stack; on AWS use --username")
+        username, password = DEMO_USERS[args.role][0], DEMO_PASSWORD
+    else:
+        username = args.username
+        password = (
+            args.password if args.password is not None else getpass.getpass(f"Password for {username}: ")
+        )
+    stack = Stack.find(target)
+    signed_in = sign_in(stack, username, password)
+    SessionStore().save(target, signed_in)
+    console.print(
+        f"Signed in to {stack.name} ({target.location}) as {username} "
+        f"until {signed_in.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
+    return ExitCode.OK
+
+
+def run_submit(args: argparse.Namespace, console: Console) -> int:
+    encounter = read_encounter_file(args.file)
+    api = _signed_in_api(args)
+    answer = api.submit_encounter(encounter, args.idempotency_key)
+    console.print(f"Encounter {answer['encounterId']} {answer['status']} at {answer['location']}")
+    return ExitCode.OK
+
+
+def run_trace(args: argparse.Namespace, console: Console) -> int:
+    stack = Stack.find(_target(args))
+    console.print(trace_table(trace_encounter(stack, args.encounter_id)))
+    return ExitCode.OK
+
+
+def run_approvals_list(args: argparse.Namespace, console: Console) -> int:
+    api = _signed_in_api(args)
+    approvals = api.approvals(args.status)
+    table = Table(title=f"{args.status.title()} approvals ({len(approvals)})", title_justify="left")
+    table.add_column("approval", no_wrap=True)
+    for heading in APPROVAL_COLUMNS.values():
+        table.add_column(heading)
+    for approval in approvals:
+        table.add_row(
+            _text(approval.get("approvalId")), *(_text(approval.get(name)) for name in APPROVAL_COLUMNS)
+        )
+    console.print(table)
+    return ExitCode.OK
+
+
+def run_approvals_show(args: argparse.Namespace, console: Console) -> int:
+    api = _signed_in_api(args)
+    console.print(_fields_table(api.approval(args.approval_id), f"Approval {args.approval_id}"))
+    return ExitCode.OK
+
+
+def run_approvals_decide(args: argparse.Namespace, console: Console) -> int:
+    api = _signed_in_api(args)
+    approval = api.decide(args.approval_id, args.decision, args.reason)
+    console.print(
+        f"Approval {approval['approvalId']} {approval['status']} by {approval.get('decidedBy')} "
+        f"at {approval.get('decidedAt')}"
+    )
+    return ExitCode.OK
+
+
+def run_dlq_list(args: argparse.Namespace, console: Console) -> int:
+    stack = Stack.find(_target(args))
+    table = Table(title=f"Dead-letter queues of {stack.name}", title_justify="left")
+    table.add_column("queue")
+    table.add_column("output")
+    table.add_column("messages", justify="right")
+    table.add_column("in flight", justify="right")
+    for queue in dead_letter_queues(stack):
+        depth = queue_depth(stack, queue)
+        table.add_row(queue.name, queue.output_key, str(depth.visible), str(depth.in_flight))
+    console.print(table)
+    return ExitCode.OK
+
+
+def run_dlq_show(args: argparse.Namespace, console: Console) -> int:
+    stack = Stack.find(_target(args))
+    queue = find_dead_letter_queue(stack, args.queue)
+    messages = peek(stack, queue, args.limit)
+    table = Table(title=f"{queue.name} dead letters ({len(messages)} shown)", title_justify="left")
+    for column in ("message", "sent (UTC)", "receives", "body"):
+        table.add_column(column, overflow="fold")
+    for message in messages:
+        table.add_row(
+            message.message_id, _time(message.sent_at), str(message.receive_count), _text(message.body)
+        )
+    console.print(table)
+    return ExitCode.OK
+
+
+def run_dlq_redrive(args: argparse.Namespace, console: Console) -> int:
+    stack = Stack.find(_target(args))
+    queue = find_dead_letter_queue(stack, args.queue)
+    with console.status(f"Moving the messages of {queue.name} back to their source queue"):
+        moved = redrive(stack, queue)
+    console.print(f"Moved {moved.moved} message(s) from {queue.name} to {moved.destination}")
+    return ExitCode.OK
+
+
+def run_local_up(args: argparse.Namespace, console: Console) -> int:
+    options = RuntimeOptions(aws_port=args.port, api_port=args.api_port, env_json_path=args.env_json)
+    with ExitStack() as resources:
+        with console.status("Starting the offline stack (template.yaml on moto)"):
+            runtime = resources.enter_context(offline_runtime(options))
+        _print_local_stack(console, runtime, args.env_json)
+        _serve_until_interrupted()
+        console.print("Stopping the offline stack")
+    return ExitCode.OK
+
+
+def _print_local_stack(console: Console, runtime: OfflineRuntime, env_json: Path) -> None:
+    assert runtime.stack is not None
+    outputs, endpoint_url = runtime.stack.outputs, runtime.endpoint_url
+    console.print(f"[bold]carebus offline stack[/] {runtime.stack.name}")
+    console.print(f"  AWS endpoint  {endpoint_url}")
+    console.print(f"  REST API      {outputs['ApiUrl']}")
+    console.print(f"  env.json      {env_json} (sam local invoke --env-vars {env_json})")
+    if endpoint_url != LOCAL_ENDPOINT_URL:
+        console.print(f"  other shells  export CAREBUS_ENDPOINT_URL={endpoint_url}")
+    users = Table(title=f"Demo users (password {DEMO_PASSWORD})", title_justify="left")
+    users.add_column("role")
+    users.add_column("username")
+    users.add_column("groups")
+    users.add_column("sign in")
+    for role, (username, groups) in DEMO_USERS.items():
+        users.add_row(role, username, ", ".join(groups), f"carebus login --as {role}")
+    console.print(users)
+    table = Table(title="Stack outputs", title_justify="left")
+    table.add_column("output")
+    table.add_column("value", overflow="fold")
+    for name, value in sorted(outputs.items()):
+        table.add_row(name, _text(value))
+    console.print(table)
+    console.print("Serving until Ctrl-C")
+
+
+def _serve_until_interrupted() -> None:
+    stopping = threading.Event()
+
+    def stop(_signal: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        # Waiting in short steps keeps Ctrl-C prompt on every platform.
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(_args: argparse.Namespace, console: Console) -> int:
+    # Imported here: the demo module renders traces with trace_table from this one.
+    from carebus_local.demo import run_scenario
+
+    return run_scenario(console)
+
+
+# ----- parsing -------------------------------------------------------------------------------------------
+def _target_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    """--stack, --endpoint-url, --region, accepted before or after the command.
+
+    In a subcommand they default to SUPPRESS, so that leaving them out there keeps what was given before.
+    """
+    default: Any = argparse.SUPPRESS if in_subcommand else None
+    group = parser.add_argument_group("stack")
+    group.add_argument(
+        "--stack", default=default, help="a deployed stack's name (default: the offline stack)"
+    )
+    group.add_argument(
+        "--endpoint-url",
+        default=default,
+        help=f"AWS endpoint of the offline stack (default: $CAREBUS_ENDPOINT_URL or {LOCAL_ENDPOINT_URL})",
+    )
+    group.add_argument(
+        "--region", default=default, help="AWS region (default: us-east-1 offline, else the AWS session's)"
+    )
+
+
+def _command(
+    group: Any, name: str, run: Command, help_text: str, *, on_stack: bool = True
+) -> argparse.ArgumentParser:
+    """A command that runs: its help, the exit codes in its epilog, and (on a stack) the target options."""
+    command = group.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.set_defaults(run=run)
+    if on_stack:
+        _target_options(command, in_subcommand=True)
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carebus",
+        description="Drive a carebus stack: the offline one (carebus local up) or a deployed one (--stack).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _target_options(parser, in_subcommand=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    local = commands.add_parser("local", help="the offline stack").add_subparsers(
+        dest="local_command", required=True, metavar="COMMAND"
+    )
+    up = _command(local, "up", run_local_up, "serve the whole stack offline until Ctrl-C", on_stack=False)
+    up.add_argument("--port", type=int, default=4566, help="AWS endpoint port (default 4566)")
+    up.add_argument("--api-port", type=int, default=3000, help="REST API port (default 3000)")
+    up.add_argument("--env-json", type=Path, default=Path("env.json"), help="where to write env.json")
+
+    _command(commands, "demo", run_demo, "run the scripted scenario on a fresh offline stack", on_stack=False)
+
+    login = _command(commands, "login", run_login, "sign in and keep the ID token for this stack")
+    who = login.add_mutually_exclusive_group(required=True)
+    who.add_argument("--as", dest="role", choices=sorted(DEMO_USERS), help="a demo user of an offline stack")
+    who.add_argument("--username", help="a Cognito user of the stack")
+    login.add_argument("--password", help="the user's password (asked without echo if left out)")
+
+    submit = _command(commands, "submit", run_submit, "submit an encounter (POST /encounters)")
+    submit.add_argument("file", type=Path, help="a JSON encounter body, or an API event file with a body")
+    submit.add_argument(
+        "--idempotency-key", help="sent as Idempotency-Key: a retry answers the same encounter"
+    )
+
+    trace = _command(commands, "trace", run_trace, "one encounter's path through the stack, with times")
+    trace.add_argument("encounter_id")
+
+    approvals = commands.add_parser("approvals", help="controlled-substance approvals, as a pharmacist")
+    approval_commands = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
+    listing = _command(approval_commands, "list", run_approvals_list, "approvals with a status")
+    listing.add_argument(
+        "--status", default="PENDING", choices=("PENDING", "APPROVED", "REJECTED", "EXPIRED")
+    )
+    _command(approval_commands, "show", run_approvals_show, "one approval").add_argument("approval_id")
+    approve = _command(approval_commands, "approve", run_approvals_decide, "approve a pending prescription")
+    approve.set_defaults(decision="APPROVE")
+    approve.add_argument("approval_id")
+    approve.add_argument("--reason", help="an optional note kept with the decision")
+    reject = _command(approval_commands, "reject", run_approvals_decide, "reject a pending prescription")
+    reject.set_defaults(decision="REJECT")
+    reject.add_argument("approval_id")
+    reject.add_argument("--reason", required=True, help="why (required, at most 500 characters)")
+
+    dlq = commands.add_parser("dlq", help="the stack's dead-letter queues")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    _command(dlq_commands, "list", run_dlq_list, "every dead-letter queue of the stack with its depth")
+    show_command = _command(
+        dlq_commands, "show", run_dlq_show, "peek at a queue's messages (they stay where they are)"
+    )
+    show_command.add_argument("--limit", type=int, default=10, help="at most this many messages (default 10)")
+    redrive_command = _command(
+        dlq_commands, "redrive", run_dlq_redrive, "move a queue's messages back to their source"
+    )
+    for queue_command in (show_command, redrive_command):
+        queue_command.add_argument(
+            "queue", help="billing, scheduling, ... or an output key (BillingDeadLetterQueueUrl)"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help (0) or a usage error (2), already printed by argparse
+        return int(exit_request.code or 0)
+    # samtranslator and moto's web server log routine chatter at WARNING and INFO.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    console = _console()
+    try:
+        return int(args.run(args, console))
+    except CarebusError as error:
+        return _report(error)
+    except KeyboardInterrupt:
+        print("carebus: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""`carebus demo` (what `make demo` runs): a fresh offline stack and a scripted scenario through it.
+
+The scenario uses the CLI's own client code: a physician submits two encounters and an invalid one, the
+fan-out produces a claim, an appointment and prescriptions, a pharmacist approves the controlled
+prescription, and each encounter's trace shows its path. Every expected step is checked and summed up;
+the demo exits 0 only if all of them happened. No AWS account or credentials are needed.
+"""
+
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack, redirect_stdout
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from carebus_local.cli import trace_table
+from carebus_local.client import (
+    ApiClient,
+    ApiProblemError,
+    CarebusError,
+    ExitCode,
+    Stack,
+    Target,
+    carebus_home,
+    free_ports,
+    offline_runtime,
+    sign_in,
+    trace_encounter,
+)
+from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, RuntimeOptions
+
+WAIT_SECONDS = 20.0  # the hard limit of every wait; the whole scenario takes a few seconds offline
+POLL_SECONDS = 0.25
+VALID_NPI = "1234567893"
+INVALID_NPI = "1234567890"  # wrong check digit
+PRESCRIBER_DEA = "AB1234563"
+# What each encounter's trace must show once the scenario is through.
+ENCOUNTER_ONE_TRACE = (
+    "event ClaimSubmitted",
+    "event AppointmentBooked",
+    "event PrescriptionReleased",
+    "event PrescriptionApprovalRequested",
+    "event PrescriptionApproved",
+    "approval workflow SUCCEEDED",
+)
+ENCOUNTER_TWO_TRACE = ("event ClaimSubmitted", "event PrescriptionReleased")
+
+
+class StepFailedError(Exception):
+    """An expected step did not happen; the message says what was seen instead."""
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    passed: bool | None = None  # None: not reached, because an earlier step failed
+    note: str = ""
+
+
+# ----- the encounters ------------------------------------------------------------------------------------
+def follow_up_window(today: date) -> tuple[date, date]:
+    """Upcoming weekdays, starting at least two days ahead, so the fresh stack has free slots in them."""
+    earliest = today + timedelta(days=2)
+    while earliest.weekday() >= 5:
+        earliest += timedelta(days=1)
+    return earliest, earliest + timedelta(days=6)
+
+
+def _patient(number: int) -> dict[str, str]:
+    """A made-up patient: demographics are PHI in carebus, so the demo never shows them again."""
+    return {
+        "id": f"DEMO-{number:04d}",
+        "name": f"Demo Patient {number}",
+        "birthDate": "1980-01-01",
+        "insuranceMemberId": f"DEMO{number:08d}",
+    }
+
+
+def _procedures() -> list[dict[str, Any]]:
+    return [
+        {"system": "CPT", "code": "99213", "units": 1, "chargeCents": 12500},
+        {"system": "HCPCS", "code": "J1885", "units": 2, "chargeCents": 1875},
+    ]
+
+
+AMOXICILLIN = {
+    "rxnormCode": "308182",
+    "drug": "Amoxicillin 500 MG Oral Capsule",
+    "quantity": 30,
+    "refills": 0,
+    "deaSchedule": None,
+}
+OXYCODONE = {
+    "rxnormCode": "1049621",
+    "drug": "Oxycodone Hydrochloride 5 MG Oral Tablet",
+    "quantity": 12,
+    "refills": 0,
+    "deaSchedule": "II",
+}
+
+
+def full_encounter(today: date) -> dict[str, Any]:
+    """Procedures, a follow-up and two prescriptions, one of them controlled (schedule II)."""
+    earliest, latest = follow_up_window(today)
+    return {
+        "patient": _patient(1),
+        "practitionerNpi": VALID_NPI,
+        "encounterDate": today.isoformat(),
+        "encounterType": "OFFICE",
+        "diagnoses": [{"system": "ICD-10-CM", "code": "J02.9"}],
+        "procedures": _procedures(),
+        "followUp": {"earliest": earliest.isoformat(), "latest": latest.isoformat(), "visitType": "OFFICE"},
+        "prescriptions": [AMOXICILLIN, OXYCODONE],
+        "prescriberDea": PRESCRIBER_DEA,
+    }
+
+
+def billing_only_encounter(today: date) -> dict[str, Any]:
+    """Procedures and one uncontrolled prescription: no follow-up, nothing for a pharmacist."""
+    return {
+        "patient": _patient(2),
+        "practitionerNpi": VALID_NPI,
+        "encounterDate": (today - timedelta(days=1)).isoformat(),
+        "encounterType": "TELEHEALTH",
+        "diagnoses": [{"system": "ICD-10-CM", "code": "M54.50"}],
+        "procedures": _procedures()[:1],
+        "prescriptions": [AMOXICILLIN],
+    }
+
+
+def invalid_encounter(today: date) -> dict[str, Any]:
+    """A wrong NPI check digit and an encounter date in the future: refused field by field."""
+    return {
+        **billing_only_encounter(today),
+        "patient": _patient(3),
+        "practitionerNpi": INVALID_NPI,
+        "encounterDate": (today + timedelta(days=30)).isoformat(),
+    }
+
+
+# ----- the scenario --------------------------------------------------------------------------------------
+class Scenario:
+    """The scripted steps against one stack; each step returns a note or raises StepFailedError."""
+
+    def __init__(self, stack: Stack, today: date) -> None:
+        self.stack = stack
+        self.today = today
+        self.run_id = uuid.uuid4().hex[:8]
+        self.physician: ApiClient | None = None
+        self.pharmacist: ApiClient | None = None
+        self.encounter_ids: dict[str, str] = {}
+        self.controlled_prescription_id = ""
+        self.approval_id = ""
+        self.steps: list[tuple[str, Callable[[], str]]] = [
+            ("physician signs in", lambda: self._sign_in("physician")),
+            ("pharmacist signs in", lambda: self._sign_in("pharmacist")),
+            (
+                "encounter 1 accepted (procedures, follow-up, 2 prescriptions)",
+                lambda: self._submit("1", full_encounter),
+            ),
+            (
+                "encounter 2 accepted (procedures, 1 prescription)",
+                lambda: self._submit("2", billing_only_encounter),
+            ),
+            ("invalid encounter refused: 400 with field errors", self._submit_invalid),
+            ("encounter 1: claim, appointment booked, prescriptions released and pending", self._fan_out_one),
+            ("encounter 2: claim, no appointment, prescription released", self._fan_out_two),
+            ("controlled prescription pending approval", self._find_pending_approval),
+            ("pharmacist approves it", self._approve),
+            ("prescription APPROVED", self._wait_until_approved),
+            (
+                "encounter 1 traced: events audited, workflow succeeded",
+                lambda: self._trace("1", ENCOUNTER_ONE_TRACE),
+            ),
+            ("encounter 2 traced: events audited", lambda: self._trace("2", ENCOUNTER_TWO_TRACE)),
+        ]
+
+    def run(self, progress: Progress) -> list[StepOutcome]:
+        """Every step in order, each shown while it runs; the first failure ends the run."""
+        outcomes = [StepOutcome(name) for name, _ in self.steps]
+        for outcome, (name, step) in zip(outcomes, self.steps, strict=True):
+            task = progress.add_task(name, total=1)
+            try:
+                outcome.note = step()
+                outcome.passed = True
+            except (StepFailedError, CarebusError) as error:
+                outcome.passed, outcome.note = False, str(error)
+            mark = "[green]✓[/]" if outcome.passed else "[red]✗[/]"
+            progress.update(task, description=f"{mark} {name}", completed=1)
+            progress.stop_task(task)
+            if not outcome.passed:
+                break
+        return outcomes
+
+    def _wait(self, check: Callable[[], tuple[bool, str]]) -> str:
+        """Poll check until it reports done; what it saw last is the note, or the reason for failing."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            done, seen = check()
+            if done:
+                return seen
+            if time.monotonic() > deadline:
+                raise StepFailedError(f"not within {WAIT_SECONDS:.0f} s; last seen: {seen}")
+            time.sleep(POLL_SECONDS)
+
+    # ----- steps -------------------------------------------------------------------------------------------
+    def _sign_in(self, role: str) -> str:
+        username, _groups = DEMO_USERS[role]
+        api = self.stack.api(sign_in(self.stack, username, DEMO_PASSWORD))
+        if role == "physician":
+            self.physician = api
+        else:
+            self.pharmacist = api
+        return username
+
+    def _submit(self, number: str, build: Callable[[date], dict[str, Any]]) -> str:
+        encounter = build(self.today)
+        answer = self._as_physician().submit_encounter(encounter, f"demo-{self.run_id}-{number}")
+        if answer.get("status") != "ACCEPTED":
+            raise StepFailedError(f"answered {answer}")
+        self.encounter_ids[number] = answer["encounterId"]
+        return f"202 {answer['encounterId']}"
+
+    def _submit_invalid(self) -> str:
+        try:
+            answer = self._as_physician().submit_encounter(invalid_encounter(self.today))
+        except ApiProblemError as problem:
+            expected = {"practitionerNpi", "encounterDate"}
+            if problem.status == 400 and expected <= problem.error_fields:
+                return f"400, errors on {', '.join(sorted(problem.error_fields))}"
+            raise StepFailedError(f"{problem}; errors on {sorted(problem.error_fields)}") from None
+        raise StepFailedError(f"accepted as {answer.get('encounterId')}")
+
+    def _fan_out_one(self) -> str:
+        def check() -> tuple[bool, str]:
+            state = self._as_physician().encounter(self.encounter_ids["1"])
+            seen = _downstream(state)
+            controlled = [rx for rx in state.get("prescriptions", []) if rx.get("deaSchedule")]
+            if controlled:
+                self.controlled_prescription_id = controlled[0]["prescriptionId"]
+            done = seen == "claim SUBMITTED, appointment BOOKED, prescriptions PENDING_APPROVAL RELEASED"
+            return done, seen
+
+        return self._wait(check)
+
+    def _fan_out_two(self) -> str:
+        def check() -> tuple[bool, str]:
+            seen = _downstream(self._as_physician().encounter(self.encounter_ids["2"]))
+            return seen == "claim SUBMITTED, appointment -, prescriptions RELEASED", seen
+
+        return self._wait(check)
+
+    def _find_pending_approval(self) -> str:
+        def check() -> tuple[bool, str]:
+            pending = self._as_pharmacist().approvals("PENDING")
+            mine = [a for a in pending if a.get("prescriptionId") == self.controlled_prescription_id]
+            if mine:
+                self.approval_id = mine[0]["approvalId"]
+                return True, f"{self.approval_id} (schedule {mine[0].get('deaSchedule')})"
+            return False, f"{len(pending)} pending, none for {self.controlled_prescription_id}"
+
+        return self._wait(check)
+
+    def _approve(self) -> str:
+        def check() -> tuple[bool, str]:
+            try:
+                approval = self._as_pharmacist().decide(self.approval_id, "APPROVE")
+            except ApiProblemError as problem:
+                # 409 while the workflow has not yet handed over its wait: the approval is not decidable yet.
+                current = problem.problem.get("current") or {}
+                if problem.status == 409 and current.get("status") == "PENDING":
+                    return False, str(problem)
+                raise
+            status = approval.get("status")
+            return status == "APPROVED", f"{status} at {approval.get('decidedAt')}"
+
+        return self._wait(check)
+
+    def _wait_until_approved(self) -> str:
+        def check() -> tuple[bool, str]:
+            state = self._as_physician().encounter(self.encounter_ids["1"])
+            statuses = {rx.get("prescriptionId"): rx.get("status") for rx in state.get("prescriptions", [])}
+            status = statuses.get(self.controlled_prescription_id)
+            return status == "APPROVED", f"{self.controlled_prescription_id} {status}"
+
+        return self._wait(check)
+
+    def _trace(self, number: str, expected: tuple[str, ...]) -> str:
+        def check() -> tuple[bool, str]:
+            trace = trace_encounter(self.stack, self.encounter_ids[number])
+            missing = [step for step in expected if step not in trace.step_names()]
+            if missing:
+                return False, f"missing {', '.join(missing)}"
+            return True, f"{len(trace.steps)} steps"
+
+        return self._wait(check)
+
+    def _as_physician(self) -> ApiClient:
+        if self.physician is None:
+            raise StepFailedError("the physician is not signed in")
+        return self.physician
+
+    def _as_pharmacist(self) -> ApiClient:
+        if self.pharmacist is None:
+            raise StepFailedError("the pharmacist is not signed in")
+        return self.pharmacist
+
+
+def _downstream(state: dict[str, Any]) -> str:
+    """An encounter's downstream state in a few words: claim, appointment and prescription statuses."""
+    claim = (state.get("claim") or {}).get("status") or "-"
+    appointment = (state.get("appointment") or {}).get("status") or "-"
+    prescriptions = " ".join(sorted(rx.get("status", "?") for rx in state.get("prescriptions", []))) or "-"
+    return f"claim {claim}, appointment {appointment}, prescriptions {prescriptions}"
+
+
+def summary_table(outcomes: list[StepOutcome]) -> Table:
+    table = Table(title="Demo summary", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("expected step")
+    table.add_column("result")
+    table.add_column("seen", overflow="fold")
+    labels = {True: "[green]passed[/]", False: "[red]failed[/]", None: "[yellow]not reached[/]"}
+    for number, outcome in enumerate(outcomes, start=1):
+        table.add_row(str(number), outcome.name, labels[outcome.passed], Text(outcome.note))
+    return table
+
+
+def run_scenario(console: Console) -> int:
+    """Start an offline stack on free ports, run the scenario, print traces and the summary, stop."""
+    started = time.monotonic()
+    defaults = RuntimeOptions()
+    aws_port, api_port = free_ports(defaults.host, (defaults.aws_port, defaults.api_port))
+    # Failed messages are retried after a second, not after the queue's two-minute visibility timeout.
+    options = RuntimeOptions(aws_port=aws_port, api_port=api_port, retry_failed_after_seconds=1)
+    handler_log = carebus_home() / "demo-handlers.log"
+    handler_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with ExitStack() as resources:
+        # The handlers print JSON logs and metrics to stdout as on Lambda; they go to a file rather than
+        # through the scenario's output (the console keeps the real stdout).
+        resources.enter_context(redirect_stdout(resources.enter_context(handler_log.open("w"))))
+        resources.enter_context(warnings.catch_warnings())
+        # Powertools warns whenever an invocation had no business metric to flush: nothing to act on here.
+        warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
+        with console.status(f"Starting the offline stack (AWS on :{aws_port}, API on :{api_port})"):
+            runtime = resources.enter_context(offline_runtime(options))
+        console.print(
+            f"Offline stack up in {time.monotonic() - started:.1f} s: "
+            f"AWS {runtime.endpoint_url}, API {runtime.api_url}"
+        )
+        # The demo's own stack, whatever CAREBUS_ENDPOINT_URL points at.
+        stack = Stack.find(Target(options.stack_name, runtime.endpoint_url, options.region, offline=True))
+        scenario = Scenario(stack, datetime.now(UTC).date())
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        # Not redirecting stdout: the handlers' prints must keep going to their file.
+        with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+            outcomes = scenario.run(progress)
+        for encounter_id in scenario.encounter_ids.values():
+            try:
+                console.print(trace_table(trace_encounter(stack, encounter_id)))
+            except CarebusError as error:
+                console.print(Text(f"No trace of {encounter_id}: {error}"))
+        console.print(summary_table(outcomes))
+    elapsed = time.monotonic() - started
+    passed = sum(outcome.passed is True for outcome in outcomes)
+    verdict = "[green]passed[/]" if passed == len(outcomes) else "[red]FAILED[/]"
+    console.print(f"Demo {verdict}: {passed} of {len(outcomes)} expected steps in {elapsed:.1f} s")
+    console.print(Text(f"The handlers' logs: {handler_log}"))
+    return ExitCode.OK if passed == len(outcomes) else ExitCode.REFUSED

@@ -1,0 +1,553 @@
+"""The carebus CLI, run in-process through main(argv) against one offline runtime: sign-in, submit,
+trace, approvals, dead-letter queues, its errors and exit codes, `--stack`, `local up` and the demo."""
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carebus_local.cli import main
+from carebus_local.client import free_ports
+from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_testing import EVENTS_DIR, sample_body, wait_until
+
+STACK = f"carebus-cli-{uuid.uuid4().hex[:6]}"
+SAMPLE_EVENT = EVENTS_DIR / "intake" / "submit_encounter.json"
+INVALID_EVENT = EVENTS_DIR / "intake" / "submit_invalid_encounter.json"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# What `submit` prints; stdout also carries what the handlers print (logs with their own ids).
+ACCEPTED = re.compile(rf"Encounter ({UUID}) ACCEPTED")
+PHYSICIAN, _ = DEMO_USERS["physician"]
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[OfflineRuntime]:
+    aws_port, api_port = free_ports("127.0.0.1", (0, 0))
+    started = OfflineRuntime(
+        RuntimeOptions(aws_port=aws_port, api_port=api_port, stack_name=STACK, retry_failed_after_seconds=0)
+    ).start()
+    # Imported now, each handler's logger writes to the session's output, not to one test's capsys.
+    for function in started.functions.values():
+        function.handler()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def carebus_home(runtime: OfflineRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Sessions in a temporary home; every command reaches the runtime through CAREBUS_ENDPOINT_URL."""
+    home = tmp_path_factory.mktemp("carebus-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAREBUS_HOME", str(home))
+        patch.setenv("CAREBUS_ENDPOINT_URL", runtime.endpoint_url)
+        yield home
+
+
+@dataclass
+class Ran:
+    """What one command did: its exit code and what it wrote."""
+
+    code: int
+    out: str
+    err: str
+
+    def error_lines(self) -> list[str]:
+        return self.err.splitlines()
+
+
+Cli = Callable[..., Ran]
+
+
+@pytest.fixture
+def carebus(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`carebus ARGS...` in-process, against the runtime's stack.
+
+    Its name is unique to this module (the demo's runtime shares this process's moto state), so commands
+    name it with --stack; without it they would look for carebus-local on CAREBUS_ENDPOINT_URL.
+    """
+
+    def run(*argv: str, stack: str | None = STACK) -> Ran:
+        code = main([*(["--stack", stack] if stack else []), *argv])
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err)
+
+    return run
+
+
+def submitted(carebus: Cli, path: Path, *options: str) -> str:
+    ran = carebus("submit", str(path), *options)
+    assert ran.code == 0, ran.err
+    match = ACCEPTED.search(ran.out)
+    assert match, ran.out
+    return match.group(1)
+
+
+def body_file(tmp_path: Path, body: dict[str, Any] | None = None) -> Path:
+    path = tmp_path / f"encounter-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(body or sample_body()))
+    return path
+
+
+def assert_one_line_without_traceback(ran: Ran) -> None:
+    assert len(ran.error_lines()) == 1, ran.err
+    assert ran.err.startswith("carebus: error: ")
+    assert "Traceback" not in ran.err
+
+
+# ----- help ----------------------------------------------------------------------------------------------
+def test_help_documents_the_exit_codes(carebus):
+    ran = carebus("--help", stack=None)
+
+    assert ran.code == 0
+    for code in (
+        "0  success",
+        "1  the operation was refused",
+        "2  usage error",
+        "3  the stack cannot",
+        "4  auth",
+    ):
+        assert code in ran.out
+
+
+# ----- login ---------------------------------------------------------------------------------------------
+def test_login_as_a_demo_role_keeps_the_id_token_readable_by_the_owner_only(carebus, carebus_home):
+    ran = carebus("login", "--as", "physician")
+
+    assert ran.code == 0, ran.err
+    assert f"as {PHYSICIAN}" in ran.out
+    sessions = carebus_home / "sessions.json"
+    assert stat.S_IMODE(sessions.stat().st_mode) == 0o600
+    [entry] = [
+        value for key, value in json.loads(sessions.read_text()).items() if key.startswith(f"{STACK}@")
+    ]
+    assert entry["username"] == PHYSICIAN
+    assert entry["idToken"].count(".") == 2  # a JWT
+
+
+def test_login_with_a_username_and_password(carebus):
+    ran = carebus("login", "--username", PHYSICIAN, "--password", DEMO_PASSWORD)
+
+    assert ran.code == 0, ran.err
+
+
+def test_login_asks_for_a_missing_password_without_echo(carebus, monkeypatch):
+    prompts = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or DEMO_PASSWORD)
+
+    ran = carebus("login", "--username", PHYSICIAN)
+
+    assert ran.code == 0, ran.err
+    assert prompts == [f"Password for {PHYSICIAN}: "]
+
+
+def test_a_wrong_password_exits_4_with_one_line(carebus):
+    ran = carebus("login", "--username", PHYSICIAN, "--password", "not-the-password")
+
+    assert ran.code == 4
+    assert_one_line_without_traceback(ran)
+    assert "sign-in as" in ran.err
+
+
+def test_login_needs_a_role_or_a_username(carebus):
+    ran = carebus("login")
+
+    assert ran.code == 2
+    assert "--as" in ran.err
+
+
+# ----- submit --------------------------------------------------------------------------------------------
+def test_submit_an_api_event_file_uses_its_body(carebus):
+    carebus("login", "--as", "physician")
+
+    ran = carebus("submit", str(SAMPLE_EVENT))
+
+    assert ran.code == 0, ran.err
+    assert ACCEPTED.search(ran.out)
+
+
+def test_submit_a_bare_body_twice_with_one_idempotency_key_answers_one_encounter(carebus, tmp_path):
+    carebus("login", "--as", "physician")
+    path = body_file(tmp_path)
+    key = f"cli-{uuid.uuid4().hex}"
+
+    first = submitted(carebus, path, "--idempotency-key", key)
+    again = submitted(carebus, path, "--idempotency-key", key)
+
+    assert first == again
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        (None, "no such file"),
+        ("{not json", "not JSON"),
+        ("[1, 2, 3]", "not an encounter"),
+        (json.dumps({"Records": []}), "not an encounter"),
+        (json.dumps({"httpMethod": "POST", "body": "{broken"}), "not JSON"),
+    ],
+    ids=["missing", "not-json", "array", "sqs-event", "event-with-broken-body"],
+)
+def test_a_bad_file_is_a_usage_error_in_one_line(carebus, tmp_path, content, complaint):
+    path = tmp_path / "encounter.json"
+    if content is not None:
+        path.write_text(content)
+
+    ran = carebus("submit", str(path))
+
+    assert ran.code == 2
+    assert_one_line_without_traceback(ran)
+    assert complaint in ran.err
+
+
+def test_an_encounter_the_api_model_refuses_prints_the_gateway_problem(carebus):
+    carebus("login", "--as", "physician")
+
+    ran = carebus("submit", str(INVALID_EVENT))
+
+    assert ran.code == 1
+    assert_one_line_without_traceback(ran)
+    assert ran.err.startswith("carebus: error: 400 The request is invalid: ")
+
+
+def test_an_encounter_the_domain_rules_refuse_prints_each_field_error(carebus, tmp_path):
+    carebus("login", "--as", "physician")
+    body = sample_body()
+    body["practitionerNpi"] = "1234567890"  # wrong check digit
+    body["encounterDate"] = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+
+    ran = carebus("submit", str(body_file(tmp_path, body)))
+
+    assert ran.code == 1
+    first, *field_errors = ran.error_lines()
+    assert first == "carebus: error: 400 The request is invalid: 2 fields failed validation"
+    assert sorted(line.split(":")[0].strip() for line in field_errors) == ["encounterDate", "practitionerNpi"]
+    assert "Traceback" not in ran.err
+
+
+def test_submitting_without_a_session_exits_4(carebus, monkeypatch, tmp_path):
+    monkeypatch.setenv("CAREBUS_HOME", str(tmp_path / "nobody"))
+
+    ran = carebus("submit", str(SAMPLE_EVENT))
+
+    assert ran.code == 4
+    assert_one_line_without_traceback(ran)
+    assert "carebus login" in ran.err
+
+
+def test_a_token_the_api_refuses_exits_4(carebus, carebus_home):
+    carebus("login", "--as", "physician")
+    sessions = carebus_home / "sessions.json"
+    stored = json.loads(sessions.read_text())
+    for entry in stored.values():
+        entry["idToken"] = "eyJhbGciOiJub25lIn0.e30.not-signed"
+    sessions.write_text(json.dumps(stored))
+
+    ran = carebus("submit", str(SAMPLE_EVENT))
+
+    assert ran.code == 4
+    assert_one_line_without_traceback(ran)
+    assert "401" in ran.err
+
+
+def test_an_expired_session_exits_4_before_calling_the_api(carebus, carebus_home):
+    carebus("login", "--as", "physician")
+    sessions = carebus_home / "sessions.json"
+    stored = json.loads(sessions.read_text())
+    for entry in stored.values():
+        entry["expiresAt"] = "2000-01-01T00:00:00+00:00"
+    sessions.write_text(json.dumps(stored))
+
+    ran = carebus("submit", str(SAMPLE_EVENT))
+
+    assert ran.code == 4
+    assert "expired" in ran.err
+
+
+# ----- trace ---------------------------------------------------------------------------------------------
+def test_trace_shows_the_path_of_an_encounter_in_time_order(carebus, tmp_path):
+    carebus("login", "--as", "physician")
+    encounter_id = submitted(carebus, body_file(tmp_path))
+    expected = ("event ClaimSubmitted", "event PrescriptionApprovalRequested", "approval workflow started")
+
+    def traced() -> Ran | None:
+        ran = carebus("trace", encounter_id)
+        return ran if ran.code == 0 and all(step in ran.out for step in expected) else None
+
+    out = wait_until(traced, 30, "the encounter's trace").out
+
+    steps = ["API accepted", "published", "claim", "event ClaimSubmitted", "prescription", *expected]
+    assert all(step in out for step in steps), out
+    assert out.index("API accepted") < out.index("published") < out.index("event ClaimSubmitted")
+    assert "+0.000 s" in out
+    assert "Alex Sample" not in out  # the encounter's PHI never leaves its table
+
+
+def test_trace_of_an_unknown_encounter_is_refused(carebus):
+    ran = carebus("trace", str(uuid.uuid4()))
+
+    assert ran.code == 1
+    assert_one_line_without_traceback(ran)
+
+
+def test_trace_of_something_that_is_no_encounter_id_is_a_usage_error(carebus):
+    ran = carebus("trace", "not-an-id")
+
+    assert ran.code == 2
+    assert_one_line_without_traceback(ran)
+
+
+# ----- approvals -----------------------------------------------------------------------------------------
+def pending_approval_id(carebus: Cli, tmp_path: Path) -> str:
+    """Submit the sample body (one controlled prescription) and wait until a pharmacist can decide it."""
+    carebus("login", "--as", "physician")
+    encounter_id = submitted(carebus, body_file(tmp_path))
+    carebus("login", "--as", "pharmacist")
+    approval = re.compile(rf"apr-rx-{encounter_id}-\d+")
+
+    def listed() -> str | None:
+        match = approval.search(carebus("approvals", "list").out)
+        return match.group(0) if match else None
+
+    return wait_until(listed, 30, "the approval to be pending")
+
+
+def decided(carebus: Cli, *argv: str) -> Ran:
+    """A decision, retried while the workflow has not yet handed over its wait (409, still pending)."""
+
+    def attempt() -> Ran | None:
+        ran = carebus("approvals", *argv)
+        return None if ran.code == 1 and "not ready" in ran.err else ran
+
+    return wait_until(attempt, 30, "the approval to become decidable")
+
+
+def test_a_pharmacist_lists_shows_and_approves(carebus, tmp_path):
+    approval_id = pending_approval_id(carebus, tmp_path)
+
+    shown = carebus("approvals", "show", approval_id)
+    approved = decided(carebus, "approve", approval_id)
+    again = carebus("approvals", "approve", approval_id)
+    listed = carebus("approvals", "list", "--status", "APPROVED")
+
+    assert shown.code == 0
+    assert all(field in shown.out for field in ("drug", "deaSchedule", "PENDING"))
+    assert approved.code == 0, approved.err
+    assert f"{approval_id} APPROVED" in approved.out
+    assert again.code == 1
+    assert again.error_lines()[0].startswith("carebus: error: 409 ")
+    assert approval_id in listed.out
+
+
+def test_a_pharmacist_rejects_with_a_reason(carebus, tmp_path):
+    approval_id = pending_approval_id(carebus, tmp_path)
+
+    rejected = decided(carebus, "reject", approval_id, "--reason", "duplicate therapy")
+
+    assert rejected.code == 0, rejected.err
+    assert f"{approval_id} REJECTED" in rejected.out
+
+
+def test_a_rejection_without_a_reason_is_a_usage_error(carebus):
+    ran = carebus("approvals", "reject", "apr-rx-anything-1")
+
+    assert ran.code == 2
+    assert "--reason" in ran.err
+
+
+def test_a_physician_may_not_list_approvals(carebus):
+    carebus("login", "--as", "physician")
+
+    ran = carebus("approvals", "list")
+
+    assert ran.code == 1
+    assert ran.error_lines()[0].startswith("carebus: error: 403 ")
+
+
+# ----- dead-letter queues --------------------------------------------------------------------------------
+def test_dlq_list_shows_every_dead_letter_queue_of_the_outputs_with_its_depth(carebus, runtime):
+    ran = carebus("dlq", "list")
+
+    assert ran.code == 0, ran.err
+    dead_letter_keys = [key for key in runtime.stack.outputs if key.endswith("DeadLetterQueueUrl")]
+    assert len(dead_letter_keys) >= 4
+    for key in dead_letter_keys:
+        assert key in ran.out
+    [billing_row] = [line for line in ran.out.splitlines() if "BillingDeadLetterQueueUrl" in line]
+    assert re.search(r"billing\W+BillingDeadLetterQueueUrl\W+\d+\W+\d+", billing_row)
+
+
+def test_a_malformed_message_is_shown_in_its_dlq_and_redriven_to_its_source_queue(carebus, runtime):
+    sqs = runtime.client("sqs")
+    outputs = runtime.stack.outputs
+    body = json.dumps({"schemaVersion": 1, "encounterId": f"malformed-{uuid.uuid4().hex[:8]}"})
+    sqs.send_message(QueueUrl=outputs["BillingQueueUrl"], MessageBody=body)
+
+    def depth(queue_url: str) -> int:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+    wait_until(lambda: depth(outputs["BillingDeadLetterQueueUrl"]) == 1, 30, "the message in the billing DLQ")
+
+    shown = carebus("dlq", "show", "billing")
+    shown_by_output_key = carebus("dlq", "show", "BillingDeadLetterQueueUrl")
+    redriven = carebus("dlq", "redrive", "billing")
+    # Back on its source queue (waiting or being retried): it takes five more receives to die again.
+    on_source_queue = depth(outputs["BillingQueueUrl"])
+    left_in_dlq = depth(outputs["BillingDeadLetterQueueUrl"])
+
+    marker = json.loads(body)["encounterId"]
+    assert shown.code == 0, shown.err
+    assert marker in shown.out
+    assert marker in shown_by_output_key.out
+    assert redriven.code == 0, redriven.err
+    assert "Moved 1 message(s) from billing" in redriven.out
+    assert (on_source_queue, left_in_dlq) == (1, 0)
+
+
+def test_a_dlq_without_a_source_queue_cannot_be_redriven(carebus):
+    ran = carebus("dlq", "redrive", "subscription")
+
+    assert ran.code == 1
+    assert_one_line_without_traceback(ran)
+    assert "no source queue" in ran.err
+
+
+def test_an_unknown_dlq_is_a_usage_error(carebus):
+    ran = carebus("dlq", "show", "nonsense")
+
+    assert ran.code == 2
+    assert_one_line_without_traceback(ran)
+    assert "billing" in ran.err
+
+
+# ----- where the stack is --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [("dlq", "list"), ("login", "--as", "physician"), ("trace", "5f51a656-9daa-559d-8d95-7aa5a75d9b03")],
+    ids=["dlq", "login", "trace"],
+)
+def test_an_unreachable_stack_exits_3_with_one_line(carebus, argv):
+    [closed_port] = free_ports("127.0.0.1", (0,))
+
+    ran = carebus("--endpoint-url", f"http://127.0.0.1:{closed_port}", *argv, stack=None)
+
+    assert ran.code == 3
+    assert_one_line_without_traceback(ran)
+    assert "carebus local up" in ran.err
+
+
+def test_the_stack_options_may_follow_the_command(carebus):
+    ran = carebus("dlq", "list", "--stack", STACK, stack=None)
+
+    assert ran.code == 0, ran.err
+    assert f"Dead-letter queues of {STACK}" in ran.out
+
+
+def test_a_stack_that_does_not_exist_exits_3(carebus):
+    ran = carebus("dlq", "list", stack="no-such-carebus-stack")
+
+    assert ran.code == 3
+    assert_one_line_without_traceback(ran)
+    assert "no-such-carebus-stack" in ran.err
+
+
+@pytest.fixture(scope="module")
+def another_stack_name(runtime: OfflineRuntime) -> str:
+    """A CloudFormation stack under another name whose outputs are the runtime's: only outputs matter."""
+    name = f"{STACK}-alias"
+    marker = {
+        "Type": "AWS::SSM::Parameter",
+        "Properties": {"Name": f"/{name}/alias", "Type": "String", "Value": "x"},
+    }
+    template = {
+        "Resources": {"Marker": marker},
+        "Outputs": {key: {"Value": str(value)} for key, value in runtime.stack.outputs.items()},
+    }
+    runtime.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    return name
+
+
+def test_the_commands_work_through_any_stack_with_the_outputs(carebus, another_stack_name, tmp_path):
+    logged_in = carebus(
+        "login", "--username", PHYSICIAN, "--password", DEMO_PASSWORD, stack=another_stack_name
+    )
+    accepted = ACCEPTED.search(carebus("submit", str(body_file(tmp_path)), stack=another_stack_name).out)
+    assert accepted, "the submission failed"
+    traced = carebus("trace", accepted.group(1), stack=another_stack_name)
+    dead_letters = carebus("dlq", "list", stack=another_stack_name)
+
+    assert logged_in.code == 0, logged_in.err
+    assert f"Signed in to {another_stack_name}" in logged_in.out
+    assert traced.code == 0, traced.err
+    assert "API accepted" in traced.out
+    assert dead_letters.code == 0, dead_letters.err
+    assert f"Dead-letter queues of {another_stack_name}" in dead_letters.out
+
+
+# ----- the offline stack and the demo --------------------------------------------------------------------
+def without_aws_configuration() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "CAREBUS_"))}
+
+
+@pytest.mark.slow
+def test_local_up_serves_until_ctrl_c_without_aws_credentials(tmp_path):
+    aws_port, api_port = free_ports("127.0.0.1", (0, 0))
+    env_json = tmp_path / "env.json"
+    command = [sys.executable, "-m", "carebus_local.cli", "local", "up", "--port", str(aws_port)]
+    command += ["--api-port", str(api_port), "--env-json", str(env_json)]
+    environment = {**without_aws_configuration(), "PYTHONUNBUFFERED": "1", "CAREBUS_HOME": str(tmp_path)}
+    errors = tmp_path / "stderr.txt"
+    with (
+        errors.open("w") as stderr,
+        subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment
+        ) as served,
+    ):
+        # A start-up that never finishes fails the test rather than hanging it.
+        watchdog = threading.Timer(120, served.kill)
+        watchdog.start()
+        assert served.stdout is not None
+        printed = []
+        for line in served.stdout:
+            printed.append(line)
+            if "Serving until Ctrl-C" in line:
+                break
+        startup = "".join(printed)
+        login = main(["--endpoint-url", f"http://127.0.0.1:{aws_port}", "login", "--as", "pharmacist"])
+        served.send_signal(signal.SIGINT)
+        served.communicate(timeout=30)
+        watchdog.cancel()
+
+    assert served.returncode == 0, errors.read_text()
+    assert "Traceback" not in errors.read_text()
+    for expected in (f"127.0.0.1:{aws_port}", f"http://127.0.0.1:{api_port}/v1", DEMO_PASSWORD, PHYSICIAN):
+        assert expected in startup
+    assert "UserPoolClientId" in startup
+    assert set(json.loads(env_json.read_text())) >= {"IntakeFunction", "BillingFunction"}
+    assert login == 0
+
+
+@pytest.mark.slow
+def test_the_demo_passes_end_to_end(carebus):
+    # CAREBUS_ENDPOINT_URL still points at the module's runtime: the demo starts and uses its own.
+    ran = carebus("demo", stack=None)
+
+    assert ran.code == 0, ran.out + ran.err
+    assert "Demo passed: 12 of 12 expected steps" in ran.out
+    assert "failed" not in ran.out
+    assert ran.out.count("approval workflow SUCCEEDED") == 1
