@@ -2,6 +2,7 @@
 
 import io
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.client import BaseClient
+from moto.core.botocore_stubber import BotocoreStubber
 
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.functions import InProcessFunction
@@ -376,3 +378,41 @@ def request_sample_approval(
     return driver.table("ApprovalsTable").get_item(
         Key={"approvalId": SAMPLE_APPROVAL_ID}, ConsistentRead=True
     )["Item"]
+
+
+@contextmanager
+def one_request_at_a_time() -> Iterator[None]:
+    """Each AWS request handled atomically, as the real services do. moto is not thread-safe: a
+    cancelled TransactWriteItems restores a snapshot of the whole table, which would also undo what
+    another thread wrote meanwhile. Callers still interleave freely between their requests."""
+    lock = threading.RLock()
+    original = BotocoreStubber.__call__
+
+    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
+def stop_running_executions(stack: OfflineStack) -> None:
+    """Stop what the stack's workflows still run, so that no execution writes into a later test."""
+    stepfunctions = boto3.client("stepfunctions")
+
+    def stopped(execution_arn: str) -> bool:
+        try:
+            stepfunctions.stop_execution(executionArn=execution_arn)
+        except AttributeError:  # moto: the execution's worker has not started yet
+            return False
+        return True
+
+    for machine in stepfunctions.list_state_machines()["stateMachines"]:
+        for execution in stepfunctions.list_executions(stateMachineArn=machine["stateMachineArn"])[
+            "executions"
+        ]:
+            if execution["status"] == "RUNNING":
+                wait_until(lambda arn=execution["executionArn"]: stopped(arn), timeout=5, what="the stop")

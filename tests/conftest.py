@@ -23,7 +23,7 @@ from moto import mock_aws  # noqa: E402 - after the environment above
 from carebus_local.functions import InProcessFunction  # noqa: E402
 from carebus_local.provision import OfflineStack, Provisioner  # noqa: E402
 from carebus_local.template import load_template, translate  # noqa: E402
-from carebus_testing import StackDriver  # noqa: E402
+from carebus_testing import StackDriver, stop_running_executions  # noqa: E402
 
 # samtranslator logs its feature-toggle lookups at WARNING on every translation.
 logging.getLogger("samtranslator").setLevel(logging.ERROR)
@@ -55,7 +55,9 @@ def stack(
 ) -> Iterator[OfflineStack]:
     """A fresh stack per test: every resource of template.yaml, created on moto."""
     with mock_aws(config=MOTO_CONFIG):
-        yield Provisioner(cfn, sam_template, parameters=stack_parameters).provision()
+        provisioned = Provisioner(cfn, sam_template, parameters=stack_parameters).provision()
+        yield provisioned
+        stop_running_executions(provisioned)
 
 
 @pytest.fixture

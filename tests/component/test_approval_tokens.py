@@ -3,19 +3,16 @@ the token never in a log line."""
 
 import json
 import uuid
-from collections.abc import Iterator
 from copy import deepcopy
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from carebus_local.functions import InProcessFunction
 from carebus_testing import (
     SAMPLE_APPROVAL_ID,
-    approval_executions,
     json_logs,
     load_event,
     request_sample_approval,
@@ -31,23 +28,6 @@ SECRET = "AQDEAAAAKgAAAAMAAAAAAAAAAQ-a-live-looking-task-token"
 @pytest.fixture
 def tokens(function) -> InProcessFunction:
     return function("ApprovalTokenFunction")
-
-
-@pytest.fixture(autouse=True)
-def no_execution_outlives_the_test(stack) -> Iterator[None]:
-    yield
-    stepfunctions = boto3.client("stepfunctions")
-
-    def stopped(execution_arn: str) -> bool:
-        try:
-            stepfunctions.stop_execution(executionArn=execution_arn)
-        except AttributeError:  # moto: the execution's worker has not started yet
-            return False
-        return True
-
-    for execution in approval_executions(stack):
-        if execution["status"] == "RUNNING":
-            wait_until(lambda arn=execution["executionArn"]: stopped(arn), timeout=5, what="the stop")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 task token may (and may not) go."""
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -29,23 +28,6 @@ APPROVE = "approvals/approve.json"
 REJECT = "approvals/reject.json"
 SHORT_WAITS = {"ApprovalTimeoutSeconds": "2", "ApprovalHeartbeatSeconds": "2"}
 EXPIRY_STATES = ["Escalate", "NotifyEscalation", "WaitForEscalatedDecision", "ExpireApproval"]
-
-
-@pytest.fixture(autouse=True)
-def no_execution_outlives_the_test(stack) -> Iterator[None]:
-    yield
-    stepfunctions = boto3.client("stepfunctions")
-
-    def stopped(execution_arn: str) -> bool:
-        try:
-            stepfunctions.stop_execution(executionArn=execution_arn)
-        except AttributeError:  # moto: the execution's worker has not started yet
-            return False
-        return True
-
-    for execution in approval_executions(stack):
-        if execution["status"] == "RUNNING":
-            wait_until(lambda arn=execution["executionArn"]: stopped(arn), timeout=5, what="the stop")
 
 
 @pytest.fixture

@@ -3,15 +3,11 @@
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.core.botocore_stubber import BotocoreStubber
 
 from carebus_local.functions import InProcessFunction
 from carebus_testing import (
@@ -24,6 +20,7 @@ from carebus_testing import (
     body_of,
     deliver_token,
     load_event,
+    one_request_at_a_time,
     request_sample_approval,
     submit,
     submit_sample,
@@ -56,23 +53,6 @@ def approvals(function) -> InProcessFunction:
 def pending(driver, function) -> dict[str, Any]:
     """The sample's controlled prescription waiting for a pharmacist, its token stored."""
     return request_sample_approval(driver, function)
-
-
-@pytest.fixture(autouse=True)
-def no_execution_outlives_the_test(stack) -> Iterator[None]:
-    yield
-    stepfunctions = boto3.client("stepfunctions")
-
-    def stopped(execution_arn: str) -> bool:
-        try:
-            stepfunctions.stop_execution(executionArn=execution_arn)
-        except AttributeError:  # moto: the execution's worker has not started yet
-            return False
-        return True
-
-    for execution in approval_executions(stack):
-        if execution["status"] == "RUNNING":
-            wait_until(lambda arn=execution["executionArn"]: stopped(arn), timeout=5, what="the stop")
 
 
 def approval_record(driver, approval_id: str = SAMPLE_APPROVAL_ID) -> dict[str, Any]:
@@ -357,22 +337,6 @@ def test_a_rejection_without_a_reason_is_a_field_error_naming_the_reason(approva
 
 
 # ----- concurrency and the wait ending meanwhile -----------------------------------------------------
-@contextmanager
-def one_request_at_a_time() -> Iterator[None]:
-    """Each AWS request handled atomically, as the real services do (moto is not thread-safe); callers
-    still interleave freely between their requests."""
-    lock = threading.RLock()
-    original = BotocoreStubber.__call__
-
-    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
 
 
 def separate_environments(stack, count: int) -> list[InProcessFunction]:

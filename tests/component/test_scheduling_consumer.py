@@ -3,17 +3,14 @@
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from moto.core.botocore_stubber import BotocoreStubber
 
-from carebus_testing import load_event, sample_body, set_clock, submit
+from carebus_testing import load_event, one_request_at_a_time, sample_body, set_clock, submit
 
 
 def with_window(earliest: str, latest: str) -> dict[str, Any]:
@@ -195,25 +192,6 @@ def test_a_stale_view_of_the_bookings_loses_the_slot_to_the_transaction_and_take
     )
     (event,) = scheduling_events(driver)
     assert event["detail"]["start"] == "2026-11-16T09:30:00Z"
-
-
-@contextmanager
-def one_request_at_a_time() -> Iterator[None]:
-    """Each AWS request handled atomically, as the real services do. moto is not thread-safe: a
-    cancelled TransactWriteItems restores a snapshot of the whole table, which would also undo what
-    another thread wrote meanwhile. Consumers still interleave freely between their requests."""
-    lock = threading.RLock()
-    original = BotocoreStubber.__call__
-
-    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
 
 
 def test_concurrent_consumers_never_book_a_slot_twice(scheduling, function, driver, monkeypatch):
