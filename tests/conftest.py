@@ -18,6 +18,7 @@ os.environ.update(
 for leaking in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(leaking, None)
 
+from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402 - after the environment above
 
 from carebus_local.functions import InProcessFunction  # noqa: E402
@@ -78,3 +79,23 @@ def function(stack: OfflineStack) -> Callable[[str], InProcessFunction]:
 @pytest.fixture
 def driver(stack: OfflineStack, function: Callable[[str], InProcessFunction]) -> StackDriver:
     return StackDriver(stack, function)
+
+
+@pytest.fixture
+def heartbeats(function: Callable[[str], InProcessFunction], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What each heartbeat of the approval token consumer got back: "accepted" or the error code."""
+    outcomes: list[str] = []
+    client = function("ApprovalTokenFunction").module.stepfunctions
+    real = client.send_task_heartbeat
+
+    def heartbeat(**request: Any) -> Any:
+        try:
+            answer = real(**request)
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+            raise
+        outcomes.append("accepted")
+        return answer
+
+    monkeypatch.setattr(client, "send_task_heartbeat", heartbeat)
+    return outcomes

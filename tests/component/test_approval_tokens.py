@@ -30,26 +30,6 @@ def tokens(function) -> InProcessFunction:
     return function("ApprovalTokenFunction")
 
 
-@pytest.fixture
-def heartbeats(tokens, monkeypatch) -> list[str]:
-    """What each heartbeat the function sent got back: "accepted" or the error code."""
-    outcomes: list[str] = []
-    client = tokens.module.stepfunctions
-    real = client.send_task_heartbeat
-
-    def heartbeat(**request: Any) -> Any:
-        try:
-            answer = real(**request)
-        except ClientError as error:
-            outcomes.append(error.response["Error"]["Code"])
-            raise
-        outcomes.append("accepted")
-        return answer
-
-    monkeypatch.setattr(client, "send_task_heartbeat", heartbeat)
-    return outcomes
-
-
 def requested_without_token(function, driver) -> None:
     """The sample approval recorded and its first wait open, its token still on the queue."""
     submit_sample(function)

@@ -6,7 +6,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from carebus_local.template import PROJECT_ROOT
 from carebus_testing import (
@@ -28,26 +27,6 @@ APPROVE = "approvals/approve.json"
 REJECT = "approvals/reject.json"
 SHORT_WAITS = {"ApprovalTimeoutSeconds": "2", "ApprovalHeartbeatSeconds": "2"}
 EXPIRY_STATES = ["Escalate", "NotifyEscalation", "WaitForEscalatedDecision", "ExpireApproval"]
-
-
-@pytest.fixture
-def heartbeats(function, monkeypatch) -> list[str]:
-    """What each heartbeat of the token consumer got back: "accepted" or the error code."""
-    outcomes: list[str] = []
-    client = function("ApprovalTokenFunction").module.stepfunctions
-    real = client.send_task_heartbeat
-
-    def heartbeat(**request: Any) -> Any:
-        try:
-            answer = real(**request)
-        except ClientError as error:
-            outcomes.append(error.response["Error"]["Code"])
-            raise
-        outcomes.append("accepted")
-        return answer
-
-    monkeypatch.setattr(client, "send_task_heartbeat", heartbeat)
-    return outcomes
 
 
 @pytest.fixture
