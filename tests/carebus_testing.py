@@ -195,12 +195,15 @@ _TRANSACT_ACTIONS = {
 
 @contextmanager
 def recorded_calls() -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
-    """Every AWS API call made inside the block: (service, operation, parameters)."""
+    """Every AWS API call this thread makes inside the block: (service, operation, parameters). Calls of
+    other threads (moto's Step Functions engine runs a resumed workflow in one) are not the caller's."""
     calls: list[tuple[str, str, dict[str, Any]]] = []
     original = BaseClient._make_api_call
+    caller = threading.get_ident()
 
     def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        calls.append((client.meta.service_model.service_name, operation, deepcopy(params)))
+        if threading.get_ident() == caller:
+            calls.append((client.meta.service_model.service_name, operation, deepcopy(params)))
         return original(client, operation, params)
 
     BaseClient._make_api_call = recording  # type: ignore[method-assign]
