@@ -11,10 +11,7 @@ from botocore.exceptions import ClientError
 
 from carebus.adapters.consumer import consume_messages
 from carebus.adapters.dynamo import Table
-from carebus.approvals import ApprovalStatus, TokenMessage, deadline, parse_token_message
-
-# Errors that say the wait this token belonged to is over: nothing left to heartbeat.
-WAIT_OVER = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+from carebus.approvals import WAIT_OVER_ERRORS, ApprovalStatus, TokenMessage, deadline, parse_token_message
 
 logger = Logger()
 tracer = Tracer()
@@ -52,7 +49,7 @@ def store_token(message: TokenMessage) -> None:
     try:
         stepfunctions.send_task_heartbeat(taskToken=message.task_token)
     except ClientError as error:
-        if error.response["Error"]["Code"] not in WAIT_OVER:
+        if error.response["Error"]["Code"] not in WAIT_OVER_ERRORS:
             raise
         logger.info("The wait ended before its heartbeat", extra={"stage": message.stage})
         return

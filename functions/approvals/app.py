@@ -18,6 +18,7 @@ from carebus.adapters.api import caller_of, install_problem_answers, read_json_b
 from carebus.adapters.dynamo import Table
 from carebus.approvals import (
     REJECTION_ERROR,
+    WAIT_OVER_ERRORS,
     ApprovalStatus,
     DecisionRequest,
     approval_view,
@@ -28,8 +29,6 @@ from carebus.approvals import (
 from carebus.auth import Role
 from carebus.errors import ConflictError, NotFoundError, ServiceUnavailableError
 
-# Errors that say the wait the token belonged to is over: the workflow escalated or expired meanwhile.
-WAIT_OVER = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 DECISION_FIELDS = ("status", "decision", "decidedBy", "decidedAt", "reason")
 
 logger = Logger()
@@ -122,7 +121,7 @@ def decide(approval_id: str) -> dict[str, Any]:
             condition_names={"#status": "status"},
         )
         code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
-        if code in WAIT_OVER:
+        if code in WAIT_OVER_ERRORS:
             # The wait ended (escalated or expired) before the decision reached it.
             raise ConflictError(
                 "the approval's wait ended before the decision reached it", current_view(approval_id)

@@ -11,6 +11,8 @@ from pydantic.alias_generators import to_camel
 from carebus.errors import ConflictError, ForbiddenError, MalformedMessageError
 from carebus.models import field_error
 
+# Step Functions errors saying a task token's wait is over (timed out, escalated or expired meanwhile).
+WAIT_OVER_ERRORS: Final = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 # SendTaskFailure's error name for a rejection; the workflow catches it by this name.
 REJECTION_ERROR: Final = "PrescriptionRejected"
 # What an approval shows a pharmacist: never the task token, the execution or the prescriber's login.

@@ -62,31 +62,17 @@ class Table:
             raise
         return True
 
-    def set_attributes(self, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        """Set attributes of an existing record (the key must exist)."""
-        names = {f"#a{index}": name for index, name in enumerate(values)}
-        placeholders = {f":v{index}": value for index, value in enumerate(values.values())}
-        self.client.update_item(
-            TableName=self.name,
-            Key=to_item(key),
-            UpdateExpression="SET " + ", ".join(f"#a{index} = :v{index}" for index in range(len(values))),
-            ConditionExpression="attribute_exists(#k)",
-            ExpressionAttributeNames={**names, "#k": next(iter(key))},
-            ExpressionAttributeValues=to_item(placeholders),
-        )
-
-    def update(
+    def _update_request(
         self,
         key: Mapping[str, Any],
-        *,
-        set_values: Mapping[str, Any] | None = None,
-        remove: tuple[str, ...] = (),
+        set_values: Mapping[str, Any],
+        remove: tuple[str, ...],
         condition: str,
-        condition_values: Mapping[str, Any] | None = None,
-        condition_names: Mapping[str, str] | None = None,
-    ) -> dict[str, Any] | None:
-        """Set and remove attributes if the condition holds; the record as it now is, or None if not."""
-        set_values = dict(set_values or {})
+        condition_values: Mapping[str, Any] | None,
+        condition_names: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        """An UpdateItem request: placeholders for every attribute name and value, so none clashes with
+        a DynamoDB reserved word."""
         names = {f"#s{index}": name for index, name in enumerate(set_values)}
         names |= {f"#r{index}": name for index, name in enumerate(remove)}
         values = {f":s{index}": value for index, value in enumerate(set_values.values())}
@@ -101,12 +87,32 @@ class Table:
             "UpdateExpression": " ".join(clauses),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {**names, **(condition_names or {})},
-            "ReturnValues": "ALL_NEW",
         }
         if values or condition_values:
             request["ExpressionAttributeValues"] = to_item({**values, **(condition_values or {})})
+        return request
+
+    def set_attributes(self, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        """Set attributes of an existing record (the key must exist, or DynamoDB's error is raised)."""
+        request = self._update_request(key, values, (), "attribute_exists(#k)", None, {"#k": next(iter(key))})
+        self.client.update_item(**request)
+
+    def update(
+        self,
+        key: Mapping[str, Any],
+        *,
+        set_values: Mapping[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
+        condition: str,
+        condition_values: Mapping[str, Any] | None = None,
+        condition_names: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """Set and remove attributes if the condition holds; the record as it now is, or None if not."""
+        request = self._update_request(
+            key, dict(set_values or {}), remove, condition, condition_values, condition_names
+        )
         try:
-            answer = self.client.update_item(**request)
+            answer = self.client.update_item(**request, ReturnValues="ALL_NEW")
         except ClientError as error:
             if is_conditional_check_failure(error):
                 return None
