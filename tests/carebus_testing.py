@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 from botocore.client import BaseClient
-from moto.core.botocore_stubber import BotocoreStubber
 
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.functions import InProcessFunction
@@ -241,6 +240,8 @@ def _required_permissions(
     if service == "stepfunctions" and operation.startswith("SendTask"):
         # The token names no ARN; the only workflow whose tokens carebus handles is the approval one.
         return [(f"states:{operation}", stack.outputs["PrescriptionApprovalStateMachineArn"])]
+    if service == "stepfunctions" and "executionArn" in params:
+        return [(f"states:{operation}", params["executionArn"])]
     return [(f"{service}:{operation}", "*")]
 
 
@@ -383,27 +384,28 @@ def request_sample_approval(
     )["Item"]
 
 
-@contextmanager
-def one_request_at_a_time() -> Iterator[None]:
-    """Each AWS request handled atomically, as the real services do. moto is not thread-safe: a
-    cancelled TransactWriteItems restores a snapshot of the whole table, which would also undo what
-    another thread wrote meanwhile. Callers still interleave freely between their requests."""
-    lock = threading.RLock()
-    original = BotocoreStubber.__call__
+def listing(status: str | None) -> dict[str, Any]:
+    """The approvals list sample asking for another status (None: no query string at all)."""
+    event = load_event("approvals/list_pending.json")
+    event["queryStringParameters"] = None if status is None else {"status": status}
+    event["multiValueQueryStringParameters"] = None if status is None else {"status": [status]}
+    return event
 
-    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
 
-    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+def recorded_approval(driver: "StackDriver", approval_id: str = SAMPLE_APPROVAL_ID) -> dict[str, Any]:
+    """The approval once the workflow has recorded its outcome (it does so right after a decision)."""
+
+    def final() -> dict[str, Any] | None:
+        item = driver.table("ApprovalsTable").get_item(Key={"approvalId": approval_id}, ConsistentRead=True)
+        record = item.get("Item")
+        return record if record and record["status"] != "PENDING" else None
+
+    return wait_until(final, what=f"the outcome of {approval_id} to be recorded")
 
 
 def stop_running_executions(stack: OfflineStack) -> None:
-    """Stop what the stack's workflows still run, so that no execution writes into a later test."""
+    """Stop what the stack's workflows still run and wait until they have stopped, so that no execution
+    writes into a later test (the sample's ids are the same in every test)."""
     stepfunctions = boto3.client("stepfunctions")
 
     def stopped(execution_arn: str) -> bool:
@@ -411,7 +413,7 @@ def stop_running_executions(stack: OfflineStack) -> None:
             stepfunctions.stop_execution(executionArn=execution_arn)
         except AttributeError:  # moto: the execution's worker has not started yet
             return False
-        return True
+        return execution_status(execution_arn) != "RUNNING"
 
     for machine in stepfunctions.list_state_machines()["stateMachines"]:
         for execution in stepfunctions.list_executions(stateMachineArn=machine["stateMachineArn"])[

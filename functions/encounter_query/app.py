@@ -32,7 +32,7 @@ _APPOINTMENT_FIELDS = ("appointmentId", "status", "start", "visitType", "reason"
 logger = Logger()
 tracer = Tracer()
 app = APIGatewayRestResolver()
-install_problem_answers(app)
+install_problem_answers(app, logger)
 
 dynamodb = boto3.client("dynamodb")
 encounters = Table(dynamodb, os.environ["ENCOUNTERS_TABLE"])

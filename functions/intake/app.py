@@ -43,7 +43,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver()
-install_problem_answers(app)
+install_problem_answers(app, logger)
 
 encounters = Table(boto3.client("dynamodb"), os.environ["ENCOUNTERS_TABLE"])
 sns = boto3.client("sns")

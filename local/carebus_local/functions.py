@@ -8,12 +8,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from carebus_local.provision import FunctionSpec
 
 _import_lock = threading.Lock()
+# The logical id of the function whose handler runs on this thread (None outside any invocation): what a
+# fault injector uses to reach only the handlers' own AWS calls.
+CURRENT_FUNCTION: ContextVar[str | None] = ContextVar("carebus_current_function", default=None)
 
 
 @dataclass
@@ -94,4 +98,9 @@ class InProcessFunction:
         )
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        return self.handler()(event, self.context())
+        handler = self.handler()
+        running = CURRENT_FUNCTION.set(self.spec.logical_id)
+        try:
+            return handler(event, self.context())
+        finally:
+            CURRENT_FUNCTION.reset(running)

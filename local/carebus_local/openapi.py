@@ -8,12 +8,13 @@ from typing import Any
 
 import yaml
 
-from carebus.approvals import DecisionRequest
+from carebus.approvals import ApprovalStatus, DecisionRequest
 from carebus.models import EncounterRequest
 from carebus_local.template import PROJECT_ROOT
 
 OPENAPI_PATH = PROJECT_ROOT / "docs" / "openapi.yaml"
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+_APPROVAL_STATUSES = [status.value for status in ApprovalStatus]
 _APPROVAL_ID = {"name": "approvalId", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -32,7 +33,7 @@ def _components_schemas() -> dict[str, Any]:
         "required": ["approvalId", "status"],
         "properties": {
             "approvalId": {"type": "string"},
-            "status": {"enum": ["PENDING", "APPROVED", "REJECTED", "EXPIRED"]},
+            "status": {"enum": list(_APPROVAL_STATUSES)},
             "escalated": {"type": "boolean"},
             "prescriptionId": {"type": "string"},
             "encounterId": {"type": "string", "format": "uuid"},
@@ -47,6 +48,7 @@ def _components_schemas() -> dict[str, Any]:
             "decidedBy": {"type": "string"},
             "decidedAt": {"type": "string", "format": "date-time"},
             "reason": {"type": "string"},
+            "failedAt": {"type": "string", "format": "date-time"},
         },
     }
     schemas["Problem"] = {
@@ -183,7 +185,7 @@ def openapi_document() -> dict[str, Any]:
                             "in": "query",
                             "required": False,
                             "schema": {
-                                "enum": ["PENDING", "APPROVED", "REJECTED", "EXPIRED"],
+                                "enum": list(_APPROVAL_STATUSES),
                                 "default": "PENDING",
                             },
                         }

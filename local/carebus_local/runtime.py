@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from carebus_local.apigateway import CognitoVerifier, LocalRestApi
 from carebus_local.delivery import RuleTargetDelivery
+from carebus_local.fidelity import make_moto_behave_like_aws
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import QueuePoller
 from carebus_local.provision import ACCOUNT_ID, DEFAULT_STACK_NAME, OfflineStack, Provisioner
@@ -88,6 +89,7 @@ class OfflineRuntime:
     def start(self) -> "OfflineRuntime":
         from moto.server import ThreadedMotoServer
 
+        make_moto_behave_like_aws()
         # moto's Step Functions engine calls the other services through MOTO_PORT.
         self._set_environment({"MOTO_PORT": str(self.options.aws_port)})
         self._moto = ThreadedMotoServer(

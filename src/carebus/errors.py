@@ -44,4 +44,4 @@ class UnsupportedMediaTypeError(CarebusError):
 
 
 class ServiceUnavailableError(CarebusError):
-    """A service carebus depends on failed transiently; the request changed nothing and can be retried."""
+    """A service carebus depends on failed transiently; sending the same request again is safe."""

@@ -15,6 +15,7 @@ from carebus_testing import (
     SAMPLE_APPROVAL_ID,
     json_logs,
     load_event,
+    recorded_approval,
     request_sample_approval,
     submit_sample,
     wait_until,
@@ -122,7 +123,7 @@ def test_a_token_for_a_decided_approval_is_dropped(tokens, function, driver, hea
     request_sample_approval(driver, function)
     assert function("ApprovalsFunction").invoke(load_event("approvals/approve.json"))["statusCode"] == 200
     heartbeats.clear()
-    decided = approval_record(driver)
+    decided = recorded_approval(driver)
 
     response = tokens.invoke(token_event(token_body("REQUESTED"), token_body("ESCALATED")))
 

@@ -26,7 +26,7 @@ from carebus_testing import (
 APPROVE = "approvals/approve.json"
 REJECT = "approvals/reject.json"
 SHORT_WAITS = {"ApprovalTimeoutSeconds": "2", "ApprovalHeartbeatSeconds": "2"}
-EXPIRY_STATES = ["Escalate", "NotifyEscalation", "WaitForEscalatedDecision", "ExpireApproval"]
+EXPIRY_STATES = ["Escalate", "NotifyEscalation", "WaitForEscalatedDecision", "Expire"]
 
 
 @pytest.fixture
@@ -227,6 +227,7 @@ def test_an_approval_approves_the_prescription_and_announces_who_and_when(functi
     assert event["detail-type"] == "PrescriptionApproved"
     assert event["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"PrescriptionApproved/{SAMPLE_APPROVAL_ID}",
         "encounterId": prescription["encounterId"],
         "prescriptionId": prescription["prescriptionId"],
         "approvalId": SAMPLE_APPROVAL_ID,
@@ -264,6 +265,7 @@ def test_a_rejection_rejects_the_prescription_with_the_reason_and_announces_it(f
     assert event["detail-type"] == "PrescriptionRejected"
     assert event["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"PrescriptionRejected/{SAMPLE_APPROVAL_ID}",
         "encounterId": prescription["encounterId"],
         "prescriptionId": prescription["prescriptionId"],
         "approvalId": SAMPLE_APPROVAL_ID,
@@ -392,6 +394,7 @@ class TestUnansweredRequests:
         assert event["detail-type"] == "PrescriptionExpired"
         assert event["detail"] == {
             "schemaVersion": 1,
+            "eventId": f"PrescriptionExpired/{SAMPLE_APPROVAL_ID}",
             "encounterId": prescription["encounterId"],
             "prescriptionId": prescription["prescriptionId"],
             "approvalId": SAMPLE_APPROVAL_ID,

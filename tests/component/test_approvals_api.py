@@ -7,8 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from carebus_chaos.faults import Fault, FaultInjector, once
 
+from carebus.adapters import approval_workflow
+from carebus.approvals import ApprovalStatus, approval_view
 from carebus_local.functions import InProcessFunction
 from carebus_testing import (
     PHARMACIST_CLAIMS,
@@ -19,8 +21,10 @@ from carebus_testing import (
     as_caller,
     body_of,
     deliver_token,
+    listing,
     load_event,
-    one_request_at_a_time,
+    recorded_approval,
+    recorded_calls,
     request_sample_approval,
     submit,
     submit_sample,
@@ -66,13 +70,6 @@ def for_approval(sample: str, approval_id: str) -> dict[str, Any]:
     event = load_event(sample)
     event["pathParameters"] = {"approvalId": approval_id}
     event["path"] = event["resource"].replace("{approvalId}", approval_id)
-    return event
-
-
-def listing(status: str | None) -> dict[str, Any]:
-    event = load_event(LIST)
-    event["queryStringParameters"] = None if status is None else {"status": status}
-    event["multiValueQueryStringParameters"] = None if status is None else {"status": [status]}
     return event
 
 
@@ -131,15 +128,16 @@ def test_the_list_is_pending_by_default_and_oldest_request_first(approvals, pend
     assert listed[0]["requestedAt"] < listed[1]["requestedAt"]
 
 
-def test_a_decided_approval_leaves_the_pending_list_for_its_outcomes(approvals, pending):
+def test_a_decided_approval_leaves_the_pending_list_for_its_outcomes(approvals, pending, driver):
     assert approvals.invoke(load_event(APPROVE))["statusCode"] == 200
+    recorded_approval(driver)
 
     by_status = {
         status: [item["approvalId"] for item in body_of(approvals.invoke(listing(status)))["approvals"]]
-        for status in ("PENDING", "APPROVED", "REJECTED", "EXPIRED")
+        for status in ApprovalStatus
     }
 
-    assert by_status == {"PENDING": [], "APPROVED": [SAMPLE_APPROVAL_ID], "REJECTED": [], "EXPIRED": []}
+    assert by_status == {status: [] for status in ApprovalStatus} | {"APPROVED": [SAMPLE_APPROVAL_ID]}
 
 
 def test_an_unknown_status_filter_is_a_field_error(approvals):
@@ -183,7 +181,7 @@ def test_an_unknown_approval_is_not_found(approvals, pending):
 
 
 # ----- deciding --------------------------------------------------------------------------------------
-def test_approving_the_sample_answers_the_approval_as_it_now_stands(approvals, pending, driver):
+def test_approving_the_sample_answers_the_approval_as_the_workflow_records_it(approvals, pending, driver):
     response = approvals.invoke(load_event(APPROVE))
 
     assert response["statusCode"] == 200
@@ -196,13 +194,14 @@ def test_approving_the_sample_answers_the_approval_as_it_now_stands(approvals, p
     assert answer["decidedBy"] == PHARMACIST_SUB
     assert "reason" not in answer
     assert_no_secrets(response, pending["taskToken"])
-    record = approval_record(driver)
+    record = recorded_approval(driver)
     assert (record["status"], record["decidedBy"], record["decidedAt"]) == (
         "APPROVED",
         PHARMACIST_SUB,
         answer["decidedAt"],
     )
     assert "taskToken" not in record
+    assert approval_view(record) == answer
 
 
 def test_rejecting_the_sample_records_its_reason(approvals, pending, driver):
@@ -219,9 +218,20 @@ def test_rejecting_the_sample_records_its_reason(approvals, pending, driver):
         PHARMACIST_SUB,
     )
     assert_no_secrets(response, pending["taskToken"])
-    record = approval_record(driver)
+    record = recorded_approval(driver)
     assert (record["status"], record["reason"]) == ("REJECTED", reason)
     assert "taskToken" not in record
+    assert approval_view(record) == answer
+
+
+def test_the_function_itself_writes_nothing_the_workflow_records_the_decision(approvals, pending, driver):
+    with recorded_calls() as calls:
+        assert approvals.invoke(load_event(APPROVE))["statusCode"] == 200
+
+    assert [(service, operation) for service, operation, _ in calls] == [
+        ("dynamodb", "GetItem"),
+        ("stepfunctions", "SendTaskSuccess"),
+    ]
 
 
 def test_a_physician_may_not_use_any_approvals_route(approvals, pending, driver):
@@ -364,19 +374,19 @@ def test_of_concurrent_decisions_exactly_one_wins_and_the_rest_conflict(stack, p
         for index, claims in enumerate(pharmacists)
     ]
     environments = separate_environments(stack, len(events))
-    # Every request has read the pending approval and passed its checks before any of them writes.
+    # Every request has read the pending approval and passed its checks before any of them resumes the
+    # workflow: the environments share the domain package, so one patch holds them all back.
     everyone_has_checked = threading.Barrier(len(events), timeout=30)
-    for environment in environments:
-        module = environment.module
-        real_check = module.check_decision
+    real_check = approval_workflow.check_decision
 
-        def check_then_wait(record: dict[str, Any], pharmacist: str, real_check=real_check) -> None:
-            real_check(record, pharmacist)
-            everyone_has_checked.wait()
+    def check_then_wait(record: dict[str, Any], pharmacist: str, request: Any) -> bool:
+        already = real_check(record, pharmacist, request)
+        everyone_has_checked.wait()
+        return already
 
-        monkeypatch.setattr(module, "check_decision", check_then_wait)
+    monkeypatch.setattr(approval_workflow, "check_decision", check_then_wait)
 
-    with one_request_at_a_time(), ThreadPoolExecutor(max_workers=len(events)) as pool:
+    with ThreadPoolExecutor(max_workers=len(events)) as pool:
         responses = list(
             pool.map(lambda pair: pair[0].invoke(pair[1]), zip(environments, events, strict=True))
         )
@@ -387,7 +397,7 @@ def test_of_concurrent_decisions_exactly_one_wins_and_the_rest_conflict(stack, p
     for response in responses:
         if response["statusCode"] == 409:
             assert body_of(response)["current"]["decidedBy"] == winner["decidedBy"]
-    record = approval_record(driver)
+    record = recorded_approval(driver)
     assert (record["status"], record["decidedBy"]) == (winner["status"], winner["decidedBy"])
     [execution] = approval_executions(stack)
     assert wait_for_execution_end(execution["executionArn"])["status"] == "SUCCEEDED"
@@ -400,59 +410,16 @@ def test_of_concurrent_decisions_exactly_one_wins_and_the_rest_conflict(stack, p
     assert outcomes == [(expected, winner["decidedBy"])]
 
 
-def refusing_stepfunctions(module: Any, monkeypatch, code: str) -> list[str]:
-    """The function's Step Functions client answering every SendTask* with this error code."""
-    calls: list[str] = []
-
-    def refuse(operation: str):
-        def call(**_: Any) -> dict[str, Any]:
-            calls.append(operation)
-            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
-
-        return call
-
-    monkeypatch.setattr(module.stepfunctions, "send_task_success", refuse("SendTaskSuccess"))
-    monkeypatch.setattr(module.stepfunctions, "send_task_failure", refuse("SendTaskFailure"))
-    return calls
-
-
-@pytest.mark.parametrize("sample", [APPROVE, REJECT], ids=["approve", "reject"])
-def test_a_decision_whose_wait_already_ended_conflicts_and_leaves_the_approval_pending(
-    approvals, pending, driver, monkeypatch, sample
+def test_a_decision_throttled_before_it_reached_the_workflow_answers_503_and_can_be_sent_again(
+    approvals, pending, driver
 ):
-    for code in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
-        with monkeypatch.context() as patched:
-            calls = refusing_stepfunctions(approvals.module, patched, code)
-
-            response = approvals.invoke(load_event(sample))
-
-        assert calls, f"{code}: the workflow was never told"
-        assert response["statusCode"] == 409, code
-        assert body_of(response)["current"]["status"] == "PENDING", code
-        assert_no_secrets(response, pending["taskToken"])
-        assert_still_undecided(driver, pending["taskToken"])
-
-
-def test_after_a_refused_resume_the_approval_can_still_be_decided(approvals, pending, driver, monkeypatch):
-    with monkeypatch.context() as patched:
-        refusing_stepfunctions(approvals.module, patched, "TaskTimedOut")
-        assert approvals.invoke(load_event(APPROVE))["statusCode"] == 409
-
-    response = approvals.invoke(load_event(APPROVE))
-
-    assert response["statusCode"] == 200
-    [execution] = approval_executions(driver.stack)
-    assert wait_for_execution_end(execution["executionArn"])["status"] == "SUCCEEDED"
-
-
-def test_a_decision_whose_resume_failed_transiently_can_be_retried(approvals, pending, driver, monkeypatch):
-    with monkeypatch.context() as patched:
-        refusing_stepfunctions(approvals.module, patched, "ThrottlingException")
+    with FaultInjector(once("SendTaskSuccess", Fault.THROTTLED)).active() as faults:
         failed = approvals.invoke(load_event(APPROVE))
 
+    assert faults.total() == 1
     assert failed["statusCode"] == 503
     assert failed["multiValueHeaders"]["Retry-After"] == ["2"]
-    assert approval_record(driver)["status"] == "PENDING"
+    assert_still_undecided(driver, pending["taskToken"])
     retried = approvals.invoke(load_event(APPROVE))
 
     assert retried["statusCode"] == 200

@@ -45,6 +45,7 @@ def test_the_sample_reference_bills_one_claim_and_announces_it_without_phi(funct
     ]
     assert events[0]["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"ClaimSubmitted/{claim['claimId']}",
         "encounterId": encounter_id,
         "claimId": claim["claimId"],
         "lineCount": len(procedures),

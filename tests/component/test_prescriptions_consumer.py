@@ -44,11 +44,13 @@ def test_the_sample_releases_the_uncontrolled_and_holds_the_controlled_for_appro
     assert set(events) == {"PrescriptionReleased", "PrescriptionApprovalRequested"}
     assert events["PrescriptionReleased"]["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"PrescriptionReleased/{released['prescriptionId']}",
         "encounterId": encounter_id,
         "prescriptionId": released["prescriptionId"],
     }
     assert events["PrescriptionApprovalRequested"]["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"PrescriptionApprovalRequested/{pending['prescriptionId']}",
         "encounterId": encounter_id,
         "prescriptionId": pending["prescriptionId"],
         "deaSchedule": "II",

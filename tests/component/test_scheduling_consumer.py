@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from carebus_testing import load_event, one_request_at_a_time, sample_body, set_clock, submit
+from carebus_testing import load_event, sample_body, set_clock, submit
 
 
 def with_window(earliest: str, latest: str) -> dict[str, Any]:
@@ -76,6 +76,7 @@ def test_the_sample_books_the_earliest_free_slot_and_announces_it(scheduling, fu
     assert event["detail-type"] == "AppointmentBooked"
     assert event["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"AppointmentBooked/{appointment['appointmentId']}",
         "encounterId": encounter_id,
         "appointmentId": appointment["appointmentId"],
         "start": "2026-11-16T09:00:00Z",
@@ -140,6 +141,7 @@ def test_a_request_whose_window_has_only_taken_slots_is_waitlisted(scheduling, f
     assert event["detail-type"] == "AppointmentWaitlisted"
     assert event["detail"] == {
         "schemaVersion": 1,
+        "eventId": f"AppointmentWaitlisted/{waitlisted['appointmentId']}",
         "encounterId": late,
         "appointmentId": waitlisted["appointmentId"],
         "reason": waitlisted["reason"],
@@ -216,7 +218,7 @@ def test_concurrent_consumers_never_book_a_slot_twice(scheduling, function, driv
 
     monkeypatch.setattr(scheduling.module, "booked_starts", booked_starts_then_wait)
 
-    with one_request_at_a_time(), ThreadPoolExecutor(max_workers=len(encounters)) as pool:
+    with ThreadPoolExecutor(max_workers=len(encounters)) as pool:
         responses = list(
             pool.map(lambda encounter_id: scheduling.invoke(reference(encounter_id)), encounters)
         )

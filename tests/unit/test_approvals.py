@@ -3,26 +3,37 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from carebus.approvals import (
+    REJECTION_ERROR,
+    WAIT_STATES,
     ApprovalStatus,
+    Decision,
     DecisionRequest,
+    WaitOutcome,
+    WaitReport,
     approval_view,
     check_decision,
     deadline,
-    decided_values,
+    decided_view,
+    decision_for,
     parse_token_message,
-    workflow_decision,
+    read_wait,
+    settle,
 )
-from carebus.errors import ConflictError, ForbiddenError, MalformedMessageError
+from carebus.errors import ConflictError, ForbiddenError, MalformedMessageError, ServiceUnavailableError
 
 APPROVAL_ID = "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03-2"
 TOKEN = "AQCEAAAAKgAAAAMAAAAAAAAAAf+secret-task-token+"
 PRESCRIBER = "0c5f3b1e-7d0a-4a8e-9c1f-2b7d4e6a8f10"
 PHARMACIST = "3d7b9e21-6c4a-4b8f-9e05-7a1c2d3e4f50"
 DECIDED_AT = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
-HIDDEN = ("taskToken", "executionArn", "prescribedBy")
+HIDDEN = ("taskToken", "executionArn", "prescribedBy", "decisionId")
+APPROVE = DecisionRequest(decision="APPROVE")
+REJECT = DecisionRequest(decision="REJECT", reason="Exceeds the protocol")
 
 
 def approval(**overrides: Any) -> dict[str, Any]:
@@ -220,26 +231,26 @@ def test_the_view_of_a_decided_approval_shows_the_audit_of_the_decision() -> Non
 
 # ----- check_decision ----------------------------------------------------------------------------------
 def test_another_pharmacist_may_decide_a_pending_approval_with_a_token() -> None:
-    check_decision(approval(), PHARMACIST)  # no exception
+    assert check_decision(approval(), PHARMACIST, APPROVE) is False
 
 
 def test_nobody_may_decide_on_their_own_prescription() -> None:
     with pytest.raises(ForbiddenError):
-        check_decision(approval(), PRESCRIBER)
+        check_decision(approval(), PRESCRIBER, APPROVE)
 
 
 def test_the_prescriber_is_refused_even_once_the_approval_is_decided() -> None:
     with pytest.raises(ForbiddenError):
-        check_decision(approval(status="APPROVED", taskToken=None), PRESCRIBER)
+        check_decision(approval(status="APPROVED", taskToken=None), PRESCRIBER, APPROVE)
 
 
-@pytest.mark.parametrize("status", [ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED])
+@pytest.mark.parametrize("status", [status for status in ApprovalStatus if status != ApprovalStatus.PENDING])
 def test_an_approval_that_is_no_longer_pending_conflicts_carrying_its_current_state(status: str) -> None:
     record = approval(status=str(status))
     del record["taskToken"]
 
     with pytest.raises(ConflictError) as caught:
-        check_decision(record, PHARMACIST)
+        check_decision(record, PHARMACIST, APPROVE)
 
     assert caught.value.current == approval_view(record)
     assert caught.value.current["status"] == status
@@ -251,7 +262,7 @@ def test_a_pending_approval_whose_token_is_not_stored_yet_conflicts() -> None:
     del record["taskToken"]
 
     with pytest.raises(ConflictError) as caught:
-        check_decision(record, PHARMACIST)
+        check_decision(record, PHARMACIST, APPROVE)
 
     assert caught.value.current is not None
     assert caught.value.current["status"] == "PENDING"
@@ -260,51 +271,226 @@ def test_a_pending_approval_whose_token_is_not_stored_yet_conflicts() -> None:
 
 def test_a_conflict_never_carries_the_token() -> None:
     with pytest.raises(ConflictError) as caught:
-        check_decision(approval(status="APPROVED"), PHARMACIST)
+        check_decision(approval(status="APPROVED"), PHARMACIST, APPROVE)
 
     assert "taskToken" not in caught.value.current
     assert TOKEN not in str(caught.value)
 
 
-# ----- decided_values and workflow_decision ------------------------------------------------------------
-def test_an_approval_records_who_decided_when_and_the_outcome() -> None:
-    values = decided_values(DecisionRequest(decision="APPROVE"), PHARMACIST, DECIDED_AT)
+def test_the_same_pharmacists_same_decision_that_already_stands_is_answered_as_it_stands() -> None:
+    approved = approval(status="APPROVED", decision="APPROVE", decidedBy=PHARMACIST, decidedAt="t")
+    rejected = approval(status="REJECTED", decision="REJECT", decidedBy=PHARMACIST, reason=REJECT.reason)
 
-    assert values == {
-        "status": "APPROVED",
+    assert check_decision(approved, PHARMACIST, APPROVE) is True
+    assert check_decision(rejected, PHARMACIST, REJECT) is True
+
+
+@pytest.mark.parametrize(
+    ("record", "request_"),
+    [
+        (approval(status="APPROVED", decision="APPROVE", decidedBy=PHARMACIST), REJECT),
+        (approval(status="REJECTED", decision="REJECT", decidedBy=PHARMACIST, reason="Other"), REJECT),
+        (approval(status="APPROVED", decision="APPROVE", decidedBy=PRESCRIBER + "-other"), APPROVE),
+    ],
+    ids=["other-decision", "other-reason", "other-pharmacist"],
+)
+def test_any_other_decision_of_a_decided_approval_conflicts(
+    record: dict[str, Any], request_: DecisionRequest
+) -> None:
+    with pytest.raises(ConflictError):
+        check_decision(record, PHARMACIST, request_)
+
+
+# ----- Decision and decision_for -----------------------------------------------------------------------
+def test_a_decision_says_who_when_what_and_why() -> None:
+    decision = decision_for(approval(), REJECT, PHARMACIST, DECIDED_AT)
+
+    assert (decision.decision, decision.decided_by, decision.decided_at, decision.reason) == (
+        "REJECT",
+        PHARMACIST,
+        "2026-11-22T12:30:00+00:00",
+        "Exceeds the protocol",
+    )
+    assert decision.status is ApprovalStatus.REJECTED
+
+
+def test_an_approval_without_a_reason_carries_an_empty_one_for_the_workflow() -> None:
+    decision = decision_for(approval(), APPROVE, PHARMACIST, DECIDED_AT)
+
+    assert json.loads(decision.to_callback()) == {
+        "decisionId": decision.decision_id,
         "decision": "APPROVE",
-        "decidedBy": PHARMACIST,
-        "decidedAt": "2026-11-22T12:30:00+00:00",
-    }
-
-
-def test_a_rejection_records_its_reason_too() -> None:
-    values = decided_values(DecisionRequest(decision="REJECT", reason="Too many"), PHARMACIST, DECIDED_AT)
-
-    assert values == {
-        "status": "REJECTED",
-        "decision": "REJECT",
-        "decidedBy": PHARMACIST,
-        "decidedAt": "2026-11-22T12:30:00+00:00",
-        "reason": "Too many",
-    }
-
-
-def test_the_workflow_hears_who_when_and_why_of_a_rejection() -> None:
-    values = decided_values(DecisionRequest(decision="REJECT", reason="Too many"), PHARMACIST, DECIDED_AT)
-
-    assert workflow_decision(values) == {
-        "decidedBy": PHARMACIST,
-        "decidedAt": "2026-11-22T12:30:00+00:00",
-        "reason": "Too many",
-    }
-
-
-def test_the_workflow_hears_an_empty_reason_for_an_approval() -> None:
-    values = decided_values(DecisionRequest(decision="APPROVE"), PHARMACIST, DECIDED_AT)
-
-    assert workflow_decision(values) == {
         "decidedBy": PHARMACIST,
         "decidedAt": "2026-11-22T12:30:00+00:00",
         "reason": "",
     }
+
+
+def test_a_decision_survives_the_round_trip_through_the_workflow() -> None:
+    decision = decision_for(approval(), REJECT, PHARMACIST, DECIDED_AT)
+
+    assert Decision.from_callback(decision.to_callback()) == decision
+
+
+@pytest.mark.parametrize("text", [None, "", "{}", "not json", '{"decision": "APPROVE"}'])
+def test_a_callback_that_is_not_a_decision_reads_as_none(text: str | None) -> None:
+    assert Decision.from_callback(text) is None
+
+
+@given(
+    minutes=st.integers(min_value=0, max_value=10_000),
+    request_=st.sampled_from([APPROVE, REJECT, DecisionRequest(decision="REJECT", reason="Other")]),
+)
+def test_a_retried_decision_keeps_the_id_of_its_first_attempt(
+    minutes: int, request_: DecisionRequest
+) -> None:
+    first = decision_for(approval(), request_, PHARMACIST, DECIDED_AT)
+    retried = decision_for(approval(), request_, PHARMACIST, DECIDED_AT + timedelta(minutes=minutes))
+
+    assert retried.decision_id == first.decision_id
+
+
+def test_decisions_of_other_pharmacists_other_outcomes_or_another_wait_have_other_ids() -> None:
+    ids = {
+        decision_for(record, request_, pharmacist, DECIDED_AT).decision_id
+        for record in (approval(), approval(escalated=True), approval(approvalId=APPROVAL_ID[:-1] + "3"))
+        for request_ in (APPROVE, REJECT, DecisionRequest(decision="REJECT", reason="Other"))
+        for pharmacist in (PHARMACIST, PRESCRIBER)
+    }
+
+    assert len(ids) == 3 * 3 * 2
+
+
+# ----- decided_view ------------------------------------------------------------------------------------
+def test_the_decided_view_is_the_approval_as_the_workflow_records_the_decision() -> None:
+    decision = decision_for(approval(), REJECT, PHARMACIST, DECIDED_AT)
+
+    view = decided_view(approval(), decision)
+
+    assert view == {
+        **approval_view(approval()),
+        "status": "REJECTED",
+        "decision": "REJECT",
+        "decidedBy": PHARMACIST,
+        "decidedAt": "2026-11-22T12:30:00+00:00",
+        "reason": "Exceeds the protocol",
+    }
+
+
+def test_the_decided_view_of_an_approval_shows_no_empty_reason_and_no_secrets() -> None:
+    view = decided_view(approval(), decision_for(approval(), APPROVE, PHARMACIST, DECIDED_AT))
+
+    assert "reason" not in view
+    for hidden in HIDDEN:
+        assert hidden not in view
+
+
+# ----- read_wait: what the execution history says of a wait -------------------------------------------
+def entered(name: str) -> dict[str, Any]:
+    return {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": name}}
+
+
+def exited(name: str) -> dict[str, Any]:
+    return {"type": "TaskStateExited", "stateExitedEventDetails": {"name": name}}
+
+
+def succeeded(output: str) -> dict[str, Any]:
+    return {"type": "TaskSucceeded", "taskSucceededEventDetails": {"output": output}}
+
+
+def failed(error: str, cause: str | None = None) -> dict[str, Any]:
+    return {"type": "TaskFailed", "taskFailedEventDetails": {"error": error, "cause": cause}}
+
+
+FIRST_WAIT = WAIT_STATES["REQUESTED"]
+MINE = decision_for(approval(), APPROVE, PHARMACIST, DECIDED_AT)
+THEIRS = decision_for(approval(), REJECT, "5e2d8c41-0b7a-4f3e-a1d2-6c9b8e7f0a13", DECIDED_AT)
+BEFORE_THE_WAIT = [
+    {"type": "ExecutionStarted"},
+    entered("LoadPrescription"),
+    succeeded('{"Item": {}}'),
+    exited("LoadPrescription"),
+    entered(FIRST_WAIT),
+    {"type": "TaskScheduled"},
+    {"type": "TaskSubmitted"},
+]
+
+
+def test_a_wait_without_an_outcome_is_still_open() -> None:
+    assert read_wait(BEFORE_THE_WAIT, FIRST_WAIT) == WaitReport(WaitOutcome.OPEN)
+
+
+def test_a_succeeded_wait_was_decided_by_the_approval_in_its_output() -> None:
+    history = [*BEFORE_THE_WAIT, succeeded(MINE.to_callback()), exited(FIRST_WAIT)]
+
+    assert read_wait(history, FIRST_WAIT) == WaitReport(WaitOutcome.DECIDED, MINE)
+
+
+def test_a_wait_failed_as_a_rejection_was_decided_by_the_rejection_in_its_cause() -> None:
+    history = [*BEFORE_THE_WAIT, failed(REJECTION_ERROR, THEIRS.to_callback()), exited(FIRST_WAIT)]
+
+    assert read_wait(history, FIRST_WAIT) == WaitReport(WaitOutcome.DECIDED, THEIRS)
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        [{"type": "TaskTimedOut"}],
+        [failed("States.Timeout")],
+        [failed("States.HeartbeatTimeout")],
+        [failed(REJECTION_ERROR, "not a decision")],
+        [exited(FIRST_WAIT)],
+        [{"type": "ExecutionAborted"}],
+    ],
+    ids=["timed-out", "timeout-error", "heartbeat", "unreadable-rejection", "exited", "execution-stopped"],
+)
+def test_a_wait_that_ended_otherwise_ended_without_a_decision(ending: list[dict[str, Any]]) -> None:
+    assert read_wait([*BEFORE_THE_WAIT, *ending], FIRST_WAIT) == WaitReport(WaitOutcome.ENDED)
+
+
+def test_the_outcome_of_another_tasks_is_not_the_waits() -> None:
+    history = [*BEFORE_THE_WAIT[:-3], succeeded(MINE.to_callback())]
+
+    assert read_wait(history, FIRST_WAIT) == WaitReport(WaitOutcome.OPEN)
+
+
+def test_the_escalated_wait_is_read_on_its_own() -> None:
+    second_wait = WAIT_STATES["ESCALATED"]
+    history = [*BEFORE_THE_WAIT, {"type": "TaskTimedOut"}, exited(FIRST_WAIT), entered(second_wait)]
+
+    assert read_wait(history, FIRST_WAIT) == WaitReport(WaitOutcome.ENDED)
+    assert read_wait(history, second_wait) == WaitReport(WaitOutcome.OPEN)
+    assert read_wait([*history, succeeded(MINE.to_callback())], second_wait) == WaitReport(
+        WaitOutcome.DECIDED, MINE
+    )
+
+
+# ----- settle: the answer after a resume call failed ---------------------------------------------------
+def test_when_this_decision_reached_the_wait_it_is_answered_as_recorded() -> None:
+    landed = MINE.model_copy(update={"decided_at": "2026-11-22T12:29:59+00:00"})
+
+    view = settle(WaitReport(WaitOutcome.DECIDED, landed), MINE, approval())
+
+    assert view == decided_view(approval(), landed)
+
+
+def test_when_another_decision_reached_the_wait_first_it_conflicts_showing_that_decision() -> None:
+    with pytest.raises(ConflictError) as caught:
+        settle(WaitReport(WaitOutcome.DECIDED, THEIRS), MINE, approval())
+
+    assert caught.value.current == decided_view(approval(), THEIRS)
+
+
+def test_when_the_wait_ended_without_a_decision_it_conflicts_showing_the_approval_now() -> None:
+    now = approval(escalated=True)
+    del now["taskToken"]
+
+    with pytest.raises(ConflictError) as caught:
+        settle(WaitReport(WaitOutcome.ENDED), MINE, now)
+
+    assert caught.value.current == approval_view(now)
+
+
+def test_when_the_wait_is_still_open_the_decision_can_be_sent_again() -> None:
+    with pytest.raises(ServiceUnavailableError):
+        settle(WaitReport(WaitOutcome.OPEN), MINE, approval())

@@ -18,6 +18,7 @@ from carebus.events import (
     appointment_booked,
     appointment_waitlisted,
     claim_submitted,
+    event_id,
     prescription_approval_requested,
     prescription_released,
 )
@@ -46,23 +47,48 @@ def test_each_builder_sets_its_source_detail_type_and_fields() -> None:
         (
             SOURCE_BILLING,
             CLAIM_SUBMITTED,
-            {**common, "claimId": f"clm-{ENCOUNTER_ID}", "lineCount": 2, "totalCents": 13_400},
+            {
+                **common,
+                "eventId": f"ClaimSubmitted/clm-{ENCOUNTER_ID}",
+                "claimId": f"clm-{ENCOUNTER_ID}",
+                "lineCount": 2,
+                "totalCents": 13_400,
+            },
         ),
         (
             SOURCE_SCHEDULING,
             APPOINTMENT_BOOKED,
-            {**common, "appointmentId": "apt-1", "start": "2025-03-19T14:30:00Z"},
+            {
+                **common,
+                "eventId": "AppointmentBooked/apt-1",
+                "appointmentId": "apt-1",
+                "start": "2025-03-19T14:30:00Z",
+            },
         ),
         (
             SOURCE_SCHEDULING,
             APPOINTMENT_WAITLISTED,
-            {**common, "appointmentId": "apt-1", "reason": "NO_FREE_SLOT"},
+            {
+                **common,
+                "eventId": "AppointmentWaitlisted/apt-1",
+                "appointmentId": "apt-1",
+                "reason": "NO_FREE_SLOT",
+            },
         ),
-        (SOURCE_PRESCRIPTIONS, PRESCRIPTION_RELEASED, {**common, "prescriptionId": "rx-1"}),
+        (
+            SOURCE_PRESCRIPTIONS,
+            PRESCRIPTION_RELEASED,
+            {**common, "eventId": "PrescriptionReleased/rx-1", "prescriptionId": "rx-1"},
+        ),
         (
             SOURCE_PRESCRIPTIONS,
             PRESCRIPTION_APPROVAL_REQUESTED,
-            {**common, "prescriptionId": "rx-2", "deaSchedule": "II"},
+            {
+                **common,
+                "eventId": "PrescriptionApprovalRequested/rx-2",
+                "prescriptionId": "rx-2",
+                "deaSchedule": "II",
+            },
         ),
     ]
 
@@ -72,7 +98,10 @@ def test_entry_is_a_put_events_entry_with_compact_sorted_json_detail() -> None:
     assert entry == {
         "Source": "carebus.prescriptions",
         "DetailType": "PrescriptionReleased",
-        "Detail": f'{{"encounterId":"{ENCOUNTER_ID}","prescriptionId":"rx-1","schemaVersion":1}}',
+        "Detail": (
+            f'{{"encounterId":"{ENCOUNTER_ID}","eventId":"PrescriptionReleased/rx-1",'
+            '"prescriptionId":"rx-1","schemaVersion":1}'
+        ),
         "EventBusName": BUS,
     }
 
@@ -95,6 +124,35 @@ def test_appointment_start_must_be_timezone_aware() -> None:
 def test_event_detail_without_schema_version_1_and_encounter_id_is_refused(detail: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="schemaVersion"):
         DomainEvent(SOURCE_BILLING, CLAIM_SUBMITTED, detail)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, "", "clm-1", "ClaimSubmitted/", "AppointmentBooked/clm-1"],
+    ids=["absent", "empty", "no-type", "no-subject", "other-type"],
+)
+def test_event_detail_without_the_event_id_of_its_fact_is_refused(event: str | None) -> None:
+    detail = {
+        "schemaVersion": 1,
+        "encounterId": ENCOUNTER_ID,
+        **({"eventId": event} if event is not None else {}),
+    }
+
+    with pytest.raises(ValueError, match="eventId"):
+        DomainEvent(SOURCE_BILLING, CLAIM_SUBMITTED, detail)
+
+
+def test_every_repeat_of_a_fact_carries_the_same_event_id() -> None:
+    assert [event.detail["eventId"] for event in every_event()] == [
+        event.detail["eventId"] for event in every_event()
+    ]
+    assert len({event.detail["eventId"] for event in every_event()}) == len(every_event())
+
+
+def test_an_event_id_needs_a_subject() -> None:
+    assert event_id("ClaimSubmitted", "clm-1") == "ClaimSubmitted/clm-1"
+    with pytest.raises(ValueError, match="subject"):
+        event_id("ClaimSubmitted", "")
 
 
 def test_no_event_carries_a_patient_field_name_or_value() -> None:

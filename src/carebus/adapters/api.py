@@ -4,7 +4,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 from pydantic import ValidationError
 
 from carebus.auth import Role, groups_from_claims, require_any
@@ -21,6 +24,10 @@ from carebus.problems import PROBLEM_CONTENT_TYPE, body_not_json_problem, proble
 
 MAX_BODY_BYTES = 64 * 1024
 _JSON_MEDIA_TYPES = frozenset({"application/json"})
+# How long a client should wait before sending a request again after a 503.
+RETRY_AFTER_SECONDS = 2
+# botocore's own classification of errors worth retrying (throttles, 5xx, timeouts, dropped connections).
+_RETRYABLE = (TransientRetryableChecker(), ThrottledRetryableChecker())
 
 
 class BodyNotJsonError(CarebusError):
@@ -68,6 +75,60 @@ def read_json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
     return data
 
 
+class _HttpStatus:
+    """Just enough of an HTTP response for botocore's checkers: its status code."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def _aws_error_in(error: BaseException) -> BaseException:
+    """The AWS error itself, or the one that caused it (Powertools wraps its persistence errors)."""
+    found: BaseException | None = error
+    while found is not None and not isinstance(found, BotoCoreError | ClientError):
+        found = found.__cause__
+    return found or error
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an AWS error (or the AWS error that caused it) is one the SDK would retry: a later attempt
+    may succeed."""
+    error = _aws_error_in(error)
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        context = RetryContext(
+            attempt_number=1,
+            parsed_response=error.response,
+            http_response=_HttpStatus(status) if status else None,
+        )
+    elif isinstance(error, BotoCoreError):
+        context = RetryContext(attempt_number=1, caught_exception=error)
+    else:
+        return False
+    return any(checker.is_retryable(context) for checker in _RETRYABLE)
+
+
+def aws_failure_response(error: BaseException, logger: Logger) -> Response:
+    """A dependency failed: 503 with Retry-After when a retry may succeed (every write carebus makes is safe
+    to repeat), 500 when it will not. Only the error's name is logged: AWS messages can quote the request."""
+    cause = _aws_error_in(error)
+    code = cause.response["Error"]["Code"] if isinstance(cause, ClientError) else type(cause).__name__
+    if is_transient(error):
+        logger.warning("A dependency failed transiently", extra={"error": code})
+        return unavailable_response("a service carebus depends on did not answer in time; try again")
+    logger.error("A dependency refused the request", extra={"error": code})
+    return problem_response(
+        problem(500, "Internal error", "the request could not be completed", "internal-error")
+    )
+
+
+def unavailable_response(detail: str) -> Response:
+    return problem_response(
+        problem(503, "Try again", detail, "service-unavailable"),
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=body["status"],
@@ -77,8 +138,8 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
-def install_problem_answers(app: APIGatewayRestResolver) -> None:
-    """Answer every domain error, unknown route and unexpected failure as RFC 9457 problem details."""
+def install_problem_answers(app: APIGatewayRestResolver, logger: Logger) -> None:
+    """Answer every domain error, unknown route and AWS failure as RFC 9457 problem details."""
 
     @app.exception_handler(ValidationError)
     def invalid(error: ValidationError) -> Response:
@@ -111,9 +172,15 @@ def install_problem_answers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(ServiceUnavailableError)
     def unavailable(error: ServiceUnavailableError) -> Response:
-        return problem_response(
-            problem(503, "Try again", str(error), "service-unavailable"), headers={"Retry-After": "2"}
-        )
+        return unavailable_response(str(error))
+
+    @app.exception_handler(ClientError)
+    def aws_refused(error: ClientError) -> Response:
+        return aws_failure_response(error, logger)
+
+    @app.exception_handler(BotoCoreError)
+    def aws_unreachable(error: BotoCoreError) -> Response:
+        return aws_failure_response(error, logger)
 
     @app.not_found
     def no_route(_: Exception) -> Response:
