@@ -104,19 +104,38 @@ class FaultInjector:
         return sum(count for (_, _, kind), count in self.injected.items() if fault in (None, kind))
 
 
-def once(operation: str, fault: Fault, *, function: str | None = None, times: int = 1) -> Chooser:
-    """Fault the first `times` calls of an operation (of one function, if named), then none."""
+def once(
+    operation: str,
+    fault: Fault,
+    *,
+    function: str | None = None,
+    times: int = 1,
+    when: Callable[[Call], bool] | None = None,
+) -> Chooser:
+    """Fault the first `times` calls of an operation (of one function, if named, and only calls for which
+    when(call) holds, if given), then none."""
     left = [times]
     lock = threading.Lock()
 
     def choose(call: Call) -> Fault | None:
         if call.operation != operation or function not in (None, call.function):
             return None
+        if when is not None and not when(call):
+            return None
         with lock:
             if left[0] <= 0:
                 return None
             left[0] -= 1
         return fault
+
+    return choose
+
+
+def first_of(*choosers: Chooser) -> Chooser:
+    """The first fault any of the choosers picks for a call."""
+
+    def choose(call: Call) -> Fault | None:
+        return next((fault for chooser in choosers if (fault := chooser(call)) is not None), None)
 
     return choose
 

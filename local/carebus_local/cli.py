@@ -26,6 +26,7 @@ import logging
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime
@@ -169,8 +170,10 @@ def run_login(args: argparse.Namespace, console: Console) -> int:
 def run_submit(args: argparse.Namespace, console: Console) -> int:
     encounter = read_encounter_file(args.file)
     api = _signed_in_api(args)
-    answer = api.submit_encounter(encounter, args.idempotency_key)
-    console.print(f"Encounter {answer['encounterId']} {answer['status']} at {answer['location']}")
+    # Every submission carries a key: the one given, the one in an API event file, or a new one.
+    key = args.idempotency_key or encounter.idempotency_key or str(uuid.uuid4())
+    answer = api.submit_encounter(encounter.body, key)
+    console.print(f"Encounter {answer['encounterId']} {answer['status']} at {answer['location']} (key {key})")
     return ExitCode.OK
 
 
@@ -377,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit = _command(commands, "submit", run_submit, "submit an encounter (POST /encounters)")
     submit.add_argument("file", type=Path, help="a JSON encounter body, or an API event file with a body")
     submit.add_argument(
-        "--idempotency-key", help="sent as Idempotency-Key: a retry answers the same encounter"
+        "--idempotency-key",
+        help="sent as Idempotency-Key (default: the file's, for an API event, or a new one): "
+        "a retry with the same key answers the same encounter",
     )
 
     trace = _command(commands, "trace", run_trace, "one encounter's path through the stack, with times")

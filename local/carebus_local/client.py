@@ -377,9 +377,9 @@ class ApiClient:
         self.id_token = id_token
         self.timeout_seconds = timeout_seconds
 
-    def submit_encounter(self, encounter: Mapping[str, Any], idempotency_key: str | None = None) -> Any:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", "/encounters", encounter, headers)
+    def submit_encounter(self, encounter: Mapping[str, Any], idempotency_key: str) -> Any:
+        """POST /encounters; sending the same key again (a retry) answers the same encounter."""
+        return self._call("POST", "/encounters", encounter, {"Idempotency-Key": idempotency_key})
 
     def encounter(self, encounter_id: str) -> Any:
         return self._call("GET", f"/encounters/{_segment(encounter_id)}")
@@ -435,7 +435,15 @@ def _json_or_none(payload: bytes) -> Any:
         return None
 
 
-def read_encounter_file(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EncounterFile:
+    """What a file to submit holds: the request body, and the Idempotency-Key of an API event file."""
+
+    body: dict[str, Any]
+    idempotency_key: str | None
+
+
+def read_encounter_file(path: Path) -> EncounterFile:
     """The encounter in a file: a bare request body, or an API Gateway event whose "body" is one."""
     try:
         text = path.read_text()
@@ -444,7 +452,10 @@ def read_encounter_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{path}: cannot read it ({error})") from None
     document = _parse_json(text, str(path))
+    key = None
     if isinstance(document, dict) and "body" in document and not ENCOUNTER_MEMBERS & document.keys():
+        headers = document.get("headers") if isinstance(document.get("headers"), dict) else {}
+        key = next((str(value) for name, value in headers.items() if name.lower() == "idempotency-key"), None)
         body = document["body"]
         if isinstance(body, str) and document.get("isBase64Encoded"):
             try:
@@ -457,7 +468,7 @@ def read_encounter_file(path: Path) -> dict[str, Any]:
             f"{path}: not an encounter (expected a JSON object with {', '.join(REQUIRED_ENCOUNTER_MEMBERS)}, "
             "or an API event whose body is one)"
         )
-    return document
+    return EncounterFile(document, key)
 
 
 def _parse_json(text: str, source: str) -> Any:

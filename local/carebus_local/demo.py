@@ -230,7 +230,9 @@ class Scenario:
 
     def _submit_invalid(self) -> str:
         try:
-            answer = self._as_physician().submit_encounter(invalid_encounter(self.today))
+            answer = self._as_physician().submit_encounter(
+                invalid_encounter(self.today), f"demo-{self.run_id}-invalid"
+            )
         except ApiProblemError as problem:
             expected = {"practitionerNpi", "encounterDate"}
             if problem.status == 400 and expected <= problem.error_fields:

@@ -11,6 +11,7 @@ that AWS's stricter behaviour opens. Applied by the offline runtime and by the t
 
 import functools
 import threading
+import time
 from typing import Any
 
 _applied = False
@@ -53,7 +54,7 @@ def _close_a_callback_task_atomically_with_its_timeout() -> None:
     """moto's ExecutionState._evaluate_with_timeout (5.2.5), except that for a task that waits on a token
     the timeout and the close happen as one step with the callbacks: a decision that arrived before the
     task closed is taken (as Step Functions takes it), one after it is refused, and none is ever accepted
-    and then dropped because the wait timed out in between."""
+    and then dropped because the wait timed out in between. A stopped execution stops waiting too."""
     import copy
 
     from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
@@ -87,7 +88,11 @@ def _close_a_callback_task_atomically_with_its_timeout() -> None:
         thread = threading.Thread(target=execute_and_notify, daemon=True)
         TMP_THREADS.append(thread)
         thread.start()
-        finished_on_time = terminated.wait(timeout_seconds)
+        # Waiting in slices: a StopExecution ends the wait as it ends the execution (moto waits it out).
+        deadline = time.monotonic() + timeout_seconds
+        finished_on_time = False
+        while env.is_running() and not finished_on_time and (left := deadline - time.monotonic()) > 0:
+            finished_on_time = terminated.wait(min(left, 0.1))
         with _callback_lock:
             endpoint.closed = True
             decided_in_time = endpoint.get_outcome() is not None

@@ -10,12 +10,23 @@ import yaml
 
 from carebus.approvals import ApprovalStatus, DecisionRequest
 from carebus.models import EncounterRequest
+from carebus.submission import IdempotencyHeader
 from carebus_local.template import PROJECT_ROOT
 
 OPENAPI_PATH = PROJECT_ROOT / "docs" / "openapi.yaml"
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _APPROVAL_STATUSES = [status.value for status in ApprovalStatus]
 _APPROVAL_ID = {"name": "approvalId", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _problems(*statuses: str) -> dict[str, Any]:
+    """Problem answers of a route: the ones it names, and the 500 and 503 every route may give."""
+    return {status: _PROBLEM for status in (*statuses, "500", "503")}
+
+
+def _idempotency_key_schema() -> dict[str, Any]:
+    schema = IdempotencyHeader.model_json_schema(by_alias=True)["properties"]["Idempotency-Key"]
+    return {name: value for name, value in schema.items() if name != "title"}
 
 
 def _components_schemas() -> dict[str, Any]:
@@ -134,9 +145,10 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "name": "Idempotency-Key",
                             "in": "header",
-                            "required": False,
-                            "description": "Same key and body: the first answer again; other body: 409.",
-                            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                            "required": True,
+                            "description": "One per encounter, sent again on every retry. Same key and body: "
+                            "the first answer again; other body: 409.",
+                            "schema": _idempotency_key_schema(),
                         }
                     ],
                     "requestBody": {
@@ -153,7 +165,7 @@ def openapi_document() -> dict[str, Any]:
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                             },
                         },
-                        **{status: _PROBLEM for status in ("400", "401", "403", "409", "413", "415", "503")},
+                        **_problems("400", "401", "403", "409", "413", "415"),
                     },
                 }
             },
@@ -172,7 +184,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **{status: _PROBLEM for status in ("401", "403", "404")},
+                        **_problems("401", "403", "404"),
                     },
                 }
             },
@@ -207,7 +219,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **{status: _PROBLEM for status in ("400", "401", "403")},
+                        **_problems("400", "401", "403"),
                     },
                 }
             },
@@ -222,7 +234,7 @@ def openapi_document() -> dict[str, Any]:
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}
                             },
                         },
-                        **{status: _PROBLEM for status in ("401", "403", "404")},
+                        **_problems("401", "403", "404"),
                     },
                 }
             },
@@ -238,21 +250,21 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {
-                            "description": "Decided; the workflow resumes",
+                            "description": "The workflow took this decision (sending it again is safe)",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}
                             },
                         },
                         "409": {
-                            "description": "Already decided or expired, or not yet decidable: the problem's "
-                            "`current` member is the approval as it stands",
+                            "description": "Decided otherwise, expired or failed, not yet decidable, or its "
+                            "wait ended first: the problem's `current` member is the approval as it stands",
                             "content": {
                                 "application/problem+json": {
                                     "schema": {"$ref": "#/components/schemas/Problem"}
                                 }
                             },
                         },
-                        **{status: _PROBLEM for status in ("400", "401", "403", "404", "415")},
+                        **_problems("400", "401", "403", "404", "415"),
                     },
                 }
             },

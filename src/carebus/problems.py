@@ -66,11 +66,13 @@ def _safe_message(error: Mapping[str, Any]) -> str:
     return error["msg"] if context.keys() <= _SCHEMA_CONTEXT_KEYS else _GENERIC_MESSAGE
 
 
-def validation_problem(error: ValidationError) -> dict[str, Any]:
-    """A 400 problem listing each failed field with a message and the pydantic error type as code."""
+def validation_problem(*failures: ValidationError) -> dict[str, Any]:
+    """A 400 problem listing each failed field (of every failed part of the request, headers and body)
+    with a message and the pydantic error type as code."""
     errors = [
         {"field": _field_path(line["loc"]), "message": _safe_message(line), "code": line["type"]}
-        for line in error.errors(include_url=False, include_input=False)
+        for failure in failures
+        for line in failure.errors(include_url=False, include_input=False)
     ]
     noun = "field" if len(errors) == 1 else "fields"
     return problem(

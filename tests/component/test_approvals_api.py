@@ -172,6 +172,21 @@ def test_reading_the_sample_approval_shows_what_a_pharmacist_needs_to_decide(app
         assert value not in response["body"]
 
 
+@pytest.mark.parametrize(
+    ("sample", "operation"),
+    [(LIST, "Query"), (READ, "GetItem"), (APPROVE, "GetItem")],
+    ids=["list", "read", "decide"],
+)
+def test_a_throttled_table_answers_the_documented_503_problem(approvals, pending, sample, operation):
+    with FaultInjector(once(operation, Fault.THROTTLED)).active() as faults:
+        response = approvals.invoke(load_event(sample))
+
+    assert faults.total() == 1
+    assert response["statusCode"] == 503
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+    assert response["multiValueHeaders"]["Retry-After"] == ["2"]
+
+
 def test_an_unknown_approval_is_not_found(approvals, pending):
     for sample in (READ, APPROVE):
         response = approvals.invoke(for_approval(sample, "apr-rx-00000000-0000-0000-0000-000000000000-1"))

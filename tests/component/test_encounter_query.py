@@ -1,6 +1,7 @@
 """GET /encounters/{encounterId} on moto: the downstream state, and who may see how much of it."""
 
 import pytest
+from carebus_chaos.faults import Fault, FaultInjector, once
 
 from carebus_testing import (
     OTHER_PHYSICIAN_SUB,
@@ -97,3 +98,14 @@ def test_unknown_or_malformed_ids_are_404(query, processed_sample, encounter_id)
     response = query.invoke(read_as(load_event(READ)["requestContext"]["authorizer"]["claims"], encounter_id))
 
     assert response["statusCode"] == 404
+
+
+def test_a_throttled_read_answers_the_documented_503_problem(query, processed_sample):
+    with FaultInjector(once("GetItem", Fault.THROTTLED)).active() as faults:
+        response = query.invoke(load_event(READ))
+
+    assert faults.total() == 1
+    assert response["statusCode"] == 503
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+    assert response["multiValueHeaders"]["Retry-After"] == ["2"]
+    assert query.invoke(load_event(READ))["statusCode"] == 200

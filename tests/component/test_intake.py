@@ -1,11 +1,14 @@
 """POST /encounters on moto: validation, storage, fan-out, idempotency and failure answers."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from carebus_chaos.faults import Fault, FaultInjector, once
 
+from carebus.submission import UNCONFIRMED_EXPIRY_ATTRIBUTE, UNCONFIRMED_RETENTION
 from carebus_testing import (
     PHARMACIST_CLAIMS,
     PHYSICIAN_SUB,
@@ -208,40 +211,37 @@ def test_same_key_from_another_physician_is_another_encounter(intake, driver):
     assert len(driver.items("EncountersTable")) == 2
 
 
-def test_without_a_key_every_submission_is_a_new_encounter(intake, driver):
-    event = without_header(load_event(SAMPLE), "Idempotency-Key")
+def test_a_submission_without_an_idempotency_key_is_a_field_error_and_stores_nothing(intake, driver):
+    response = intake.invoke(without_header(load_event(SAMPLE), "Idempotency-Key"))
 
-    first = body_of(intake.invoke(event))
-    second = body_of(intake.invoke(event))
-
-    assert first["encounterId"] != second["encounterId"]
-    assert driver.depth("BillingQueue") == 2
-
-
-class FailingOnce:
-    """The SNS client, except that the first publish fails as an unavailable service would."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.failures_left = 1
-
-    def publish(self, **request: Any) -> Any:
-        if self.failures_left:
-            self.failures_left -= 1
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "unavailable"}}, "Publish")
-        return self.client.publish(**request)
+    assert response["statusCode"] == 400
+    assert [(error["field"], error["code"]) for error in body_of(response)["errors"]] == [
+        ("Idempotency-Key", "missing")
+    ]
+    assert driver.items("EncountersTable") == []
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [0, 0, 0]
 
 
-def test_publish_failure_answers_503_and_the_retry_fans_out_exactly_once(intake, driver, monkeypatch):
-    module = intake.module
-    monkeypatch.setattr(module, "sns", FailingOnce(module.sns))
+def on_table(logical_id: str, driver) -> Any:
+    """Only calls on this table of the stack."""
+    name = driver.stack.ref(logical_id)
+    return lambda call: call.params.get("TableName") == name
 
-    failed = intake.invoke(load_event(SAMPLE))
 
+def test_a_publish_that_failed_answers_503_keeps_the_record_for_a_retry_and_the_retry_fans_out_once(
+    intake, driver
+):
+    with FaultInjector(once("Publish", Fault.THROTTLED)).active() as faults:
+        failed = intake.invoke(load_event(SAMPLE))
+
+    assert faults.total() == 1
     assert failed["statusCode"] == 503
     assert failed["multiValueHeaders"]["Retry-After"] == ["2"]
+    assert "same Idempotency-Key" in body_of(failed)["detail"]
     [stored] = driver.items("EncountersTable")
     assert "publishedAt" not in stored
+    expiry = datetime.fromtimestamp(int(stored[UNCONFIRMED_EXPIRY_ATTRIBUTE]), UTC)
+    assert abs(expiry - (datetime.now(UTC) + UNCONFIRMED_RETENTION)) < timedelta(minutes=1)
     assert [driver.depth(queue) for queue in WORK_QUEUES] == [0, 0, 0]
 
     retried = intake.invoke(load_event(SAMPLE))
@@ -250,7 +250,95 @@ def test_publish_failure_answers_503_and_the_retry_fans_out_exactly_once(intake,
     assert body_of(retried)["encounterId"] == SAMPLE_ENCOUNTER_ID
     [stored] = driver.items("EncountersTable")
     assert stored["publishedAt"]
+    assert UNCONFIRMED_EXPIRY_ATTRIBUTE not in stored
     assert [driver.depth(queue) for queue in WORK_QUEUES] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("fault", list(Fault))
+def test_once_sns_took_the_reference_the_answer_is_202_whatever_happens_to_the_bookkeeping(
+    intake, driver, fault
+):
+    mark = once("UpdateItem", fault, when=on_table("EncountersTable", driver))
+
+    with FaultInjector(mark).active() as faults:
+        response = intake.invoke(load_event(SAMPLE))
+
+    assert faults.total() == 1
+    assert response["statusCode"] == 202
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [1, 1, 1]
+    [stored] = driver.items("EncountersTable")
+    assert UNCONFIRMED_EXPIRY_ATTRIBUTE not in stored  # a published encounter is never deleted
+    replayed = intake.invoke(load_event(SAMPLE))
+    assert body_of(replayed) == body_of(response)
+    assert [driver.depth(queue) for queue in WORK_QUEUES] == [1, 1, 1]
+
+
+def test_a_lost_reply_on_the_publish_is_a_503_and_the_retry_repeats_the_fan_out_which_consumers_dedupe(
+    intake, driver
+):
+    with FaultInjector(once("Publish", Fault.REPLY_LOST)).active():
+        failed = intake.invoke(load_event(SAMPLE))
+
+    assert failed["statusCode"] == 503
+    assert intake.invoke(load_event(SAMPLE))["statusCode"] == 202
+    # SNS took the reference twice: each consumer gets it twice, under one encounter id.
+    for queue in WORK_QUEUES:
+        bodies = {message["Body"] for message in driver.messages(queue)}
+        assert driver.depth(queue) == 2
+        assert bodies == {
+            json.dumps({"schemaVersion": 1, "encounterId": SAMPLE_ENCOUNTER_ID}, separators=(",", ":"))
+        }
+
+
+@pytest.mark.parametrize(
+    ("operation", "table"),
+    [("PutItem", "EncountersTable"), ("GetItem", "EncountersTable"), ("PutItem", "IdempotencyTable")],
+    ids=["storing", "reading-back", "idempotency-record"],
+)
+def test_a_throttled_table_answers_the_documented_503_and_the_retry_is_accepted_once(
+    intake, driver, operation, table
+):
+    if operation == "GetItem":
+        intake.invoke(with_body(load_event(SAMPLE), sample_body()))  # stored, so the retry reads it back
+        driver.table("IdempotencyTable").delete_item(Key={"id": driver.items("IdempotencyTable")[0]["id"]})
+    throttle = once(operation, Fault.THROTTLED, when=on_table(table, driver))
+
+    with FaultInjector(throttle).active() as faults:
+        failed = intake.invoke(load_event(SAMPLE))
+
+    assert faults.total() == 1
+    assert failed["statusCode"] == 503
+    assert failed["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+    assert failed["multiValueHeaders"]["Retry-After"] == ["2"]
+    assert body_of(failed)["status"] == 503
+    assert intake.invoke(load_event(SAMPLE))["statusCode"] == 202
+    assert len(driver.items("EncountersTable")) == 1
+    assert driver.depth("BillingQueue") == 1
+
+
+def test_an_aws_refusal_no_retry_can_fix_is_a_500_problem_not_a_dropped_request(intake, monkeypatch):
+    def refuse(**_: Any) -> Any:
+        raise ClientError(
+            {
+                "Error": {"Code": "AccessDeniedException", "Message": "no"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "Publish",
+        )
+
+    monkeypatch.setattr(intake.module.intake.sns, "publish", refuse)
+
+    response = intake.invoke(load_event(SAMPLE))
+
+    assert response["statusCode"] == 503  # a publish that failed is always worth a retry: it may succeed
+    monkeypatch.setattr(intake.module.intake.encounters.client, "get_item", refuse)
+    monkeypatch.setattr(intake.module.intake.encounters.client, "put_item", refuse)
+
+    refused = intake.invoke(load_event(SAMPLE))
+
+    assert refused["statusCode"] == 500
+    assert refused["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+    assert body_of(refused)["type"].endswith("/internal-error")
 
 
 def test_logs_name_the_encounter_and_carry_no_phi(intake):

@@ -97,7 +97,8 @@ def encounter_with_future_follow_up() -> dict[str, Any]:
 
 
 def submit(runtime: OfflineRuntime, body: dict[str, Any], key: str | None = None) -> str:
-    extra = {"Idempotency_Key": key} if key else {}
+    """A submission under the given Idempotency-Key (a new one if none); the encounter id."""
+    extra = {"Idempotency_Key": key or str(uuid.uuid4())}
     status, _, answer = call(runtime, "POST", "/encounters", body, id_token(runtime, "physician"), **extra)
     assert status == 202, answer
     return answer["encounterId"]
@@ -210,7 +211,9 @@ def test_a_body_only_the_domain_refuses_is_400_with_field_errors_from_the_functi
     body = sample_body()
     body["practitionerNpi"] = "1234567890"
 
-    status, _, problem = call(runtime, "POST", "/encounters", body, id_token(runtime, "physician"))
+    status, _, problem = call(
+        runtime, "POST", "/encounters", body, id_token(runtime, "physician"), Idempotency_Key="visit-npi"
+    )
 
     assert status == 400
     assert [error["field"] for error in problem["errors"]] == ["practitionerNpi"]

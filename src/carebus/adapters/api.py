@@ -1,6 +1,7 @@
 """The API edge: who is calling, and the one mapping from domain errors to problem-details answers."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,29 @@ _RETRYABLE = (TransientRetryableChecker(), ThrottledRetryableChecker())
 
 class BodyNotJsonError(CarebusError):
     """The body is not a JSON object."""
+
+
+class InvalidRequestError(CarebusError):
+    """Parts of the request (headers, body) failed validation; every failure is answered at once."""
+
+    def __init__(self, failures: list[ValidationError]) -> None:
+        super().__init__(f"{len(failures)} part(s) of the request failed validation")
+        self.failures = failures
+
+
+def validate_together(*parts: Callable[[], Any]) -> tuple[Any, ...]:
+    """Each part validated (a callable that parses it); one InvalidRequestError naming the failed fields
+    of all of them, so a client learns every problem in one round."""
+    failures: list[ValidationError] = []
+    values: list[Any] = []
+    for part in parts:
+        try:
+            values.append(part())
+        except ValidationError as error:
+            failures.append(error)
+    if failures:
+        raise InvalidRequestError(failures)
+    return tuple(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +168,10 @@ def install_problem_answers(app: APIGatewayRestResolver, logger: Logger) -> None
     @app.exception_handler(ValidationError)
     def invalid(error: ValidationError) -> Response:
         return problem_response(validation_problem(error))
+
+    @app.exception_handler(InvalidRequestError)
+    def invalid_parts(error: InvalidRequestError) -> Response:
+        return problem_response(validation_problem(*error.failures))
 
     @app.exception_handler(BodyNotJsonError)
     def not_json(_: BodyNotJsonError) -> Response:
