@@ -603,7 +603,7 @@ def _audit_steps(stack: Stack, encounter_id: str) -> list[TraceStep]:
             facts = " ".join(
                 f"{name}={value}"
                 for name, value in detail.items()
-                if name not in ("encounterId", "schemaVersion")
+                if name not in ("encounterId", "schemaVersion", "eventId")
             )
             steps.append(
                 TraceStep(

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from carebus_local.provision import EventSourceMappingSpec
 
 _RECEIVE_LIMIT = 10  # SQS hands out at most ten messages per ReceiveMessage
+_LONGEST_POLL_SECONDS = 20  # and long-polls at most 20 seconds
 
 
 class Invocable(Protocol):
@@ -74,22 +75,28 @@ class QueuePoller:
         self.queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
     def _receive(self, wait_seconds: int, fill_batch: bool) -> list[dict[str, Any]]:
+        """One batch: long-polls wait_seconds for a first message, then (if fill_batch) long-polls the rest
+        of the batching window for more, as Lambda's poller does, instead of asking again and again."""
         messages: list[dict[str, Any]] = []
         window = self.mapping.batching_window_seconds if fill_batch else 0
         deadline = time.monotonic() + window
         while len(messages) < self.mapping.batch_size:
-            answer = self.sqs.receive_message(
+            if messages:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = max(1, round(remaining))  # SQS long-polls in whole seconds
+            else:
+                wait = wait_seconds
+            batch = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(_RECEIVE_LIMIT, self.mapping.batch_size - len(messages)),
-                WaitTimeSeconds=wait_seconds if not messages else 0,
+                WaitTimeSeconds=min(_LONGEST_POLL_SECONDS, wait),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
-            )
-            batch = answer.get("Messages", [])
+            ).get("Messages", [])
             messages.extend(batch)
-            if not batch and (not messages or time.monotonic() >= deadline):
-                break
-            if batch and time.monotonic() >= deadline:
+            if not messages:
                 break
         return messages
 

@@ -17,8 +17,8 @@ from botocore.config import Config
 
 from carebus_local.apigateway import CognitoVerifier, LocalRestApi
 from carebus_local.delivery import RuleTargetDelivery
+from carebus_local.environments import DEFAULT_CONCURRENCY, ExecutionEnvironments, isolate_powertools_metrics
 from carebus_local.fidelity import make_moto_behave_like_aws
-from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import QueuePoller
 from carebus_local.provision import ACCOUNT_ID, DEFAULT_STACK_NAME, OfflineStack, Provisioner
 from carebus_local.template import TEMPLATE_PATH, load_template, translate
@@ -64,9 +64,9 @@ class OfflineRuntime:
         self.endpoint_url = f"http://{self.options.host}:{self.options.aws_port}"
         self.api_url = f"http://{self.options.host}:{self.options.api_port}"
         self.stack: OfflineStack | None = None
-        self.functions: dict[str, InProcessFunction] = {}
+        self.functions: dict[str, ExecutionEnvironments] = {}
         self.invocations: Counter[str] = Counter()
-        self._invoke_lock = threading.Lock()
+        self._counting_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: Any = None
@@ -90,6 +90,7 @@ class OfflineRuntime:
         from moto.server import ThreadedMotoServer
 
         make_moto_behave_like_aws()
+        isolate_powertools_metrics()
         # moto's Step Functions engine calls the other services through MOTO_PORT.
         self._set_environment({"MOTO_PORT": str(self.options.aws_port)})
         self._moto = ThreadedMotoServer(
@@ -112,7 +113,9 @@ class OfflineRuntime:
         self._publish_outputs()
         self._seed_users()
         self.functions = {
-            logical_id: InProcessFunction(spec, self.function_environment(logical_id))
+            logical_id: ExecutionEnvironments(
+                spec, self.function_environment(logical_id), self._concurrency(logical_id)
+            )
             for logical_id, spec in self.stack.functions.items()
         }
         if self.options.env_json_path:
@@ -227,12 +230,22 @@ class OfflineRuntime:
         path.write_text(json.dumps(environments, indent=2) + "\n")
 
     # ----- running functions -----------------------------------------------------------------------
+    def _concurrency(self, logical_id: str) -> int:
+        """How many environments a function may run at once: its mappings' MaximumConcurrency, if a queue
+        feeds it, else the offline default."""
+        assert self.stack is not None
+        caps = [
+            mapping.maximum_concurrency or DEFAULT_CONCURRENCY
+            for mapping in self.stack.event_source_mappings
+            if mapping.function_logical_id == logical_id
+        ]
+        return sum(caps) if caps else DEFAULT_CONCURRENCY
+
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        """One invocation. Functions share one process, so invocations run one at a time: each function
-        has a single execution environment here (Lambda would run up to the mapping's concurrency)."""
-        with self._invoke_lock:
+        """One invocation, in an idle execution environment of the function (or a new one)."""
+        with self._counting_lock:
             self.invocations[logical_id] += 1
-            return self.functions[logical_id].invoke(event)
+        return self.functions[logical_id].invoke(event)
 
     def invoke_arn(self, function_arn: str, event: dict[str, Any]) -> Any:
         assert self.stack is not None
@@ -240,13 +253,15 @@ class OfflineRuntime:
         return self.invoke(logical_id, event)
 
     def _start_pollers(self) -> None:
+        """Lambda polls a queue with as many concurrent batches as the mapping's MaximumConcurrency."""
         assert self.stack is not None
         sqs = self.client("sqs")
         for mapping in self.stack.event_source_mappings:
-            poller = QueuePoller(
-                sqs, mapping, _Invoker(self, mapping.function_logical_id), self.options.region
-            )
-            self._spawn(f"poll-{mapping.function_logical_id}", self._poll_forever, poller)
+            for number in range(mapping.maximum_concurrency or DEFAULT_CONCURRENCY):
+                poller = QueuePoller(
+                    sqs, mapping, _Invoker(self, mapping.function_logical_id), self.options.region
+                )
+                self._spawn(f"poll-{mapping.function_logical_id}-{number}", self._poll_forever, poller)
 
     def _poll_forever(self, poller: QueuePoller) -> None:
         while not self._stopping.is_set():

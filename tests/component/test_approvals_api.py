@@ -379,7 +379,6 @@ def separate_environments(stack, count: int) -> list[InProcessFunction]:
 
 def test_of_concurrent_decisions_exactly_one_wins_and_the_rest_conflict(stack, pending, driver, monkeypatch):
     driver.capture_bus()
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # metric sets are shared in one process
     pharmacists = [
         {"sub": f"00000000-0000-4000-8000-{index:012d}", "cognito:groups": "pharmacists"}
         for index in range(6)

@@ -204,9 +204,6 @@ def test_concurrent_consumers_never_book_a_slot_twice(scheduling, function, driv
     free = [datetime(2026, 11, 16, hour, minute, tzinfo=UTC) for hour in (14, 15, 16) for minute in (0, 30)]
     driver.capture_bus()
 
-    # Threads here stand for separate execution environments, which on Lambda each have their own
-    # module-level Metrics; in one process they would share its metric set.
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     # Every consumer reads the bookings before any of them books: the worst interleaving, every time.
     everyone_has_looked = threading.Barrier(len(encounters), timeout=30)
     real_booked_starts = scheduling.module.booked_starts

@@ -40,7 +40,7 @@ def runtime() -> Iterator[OfflineRuntime]:
     ).start()
     # Imported now, each handler's logger writes to the session's output, not to one test's capsys.
     for function in started.functions.values():
-        function.handler()
+        function.warm()
     yield started
     started.stop()
 
