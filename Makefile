@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo local lint validate cfn-lint unit test build deploy openapi clean
+.PHONY: help venv demo local chaos lint validate cfn-lint unit test build deploy openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ demo: $(STAMP) ## Run the scripted scenario on the offline stack (no AWS account
 
 local: $(STAMP) ## Serve the whole stack offline for labs (AWS on :4566, API on :3000) until Ctrl-C
 	$(BIN)/carebus local up
+
+chaos: $(STAMP) ## Fault-injection run: 1,000 encounters under faults, then the ledger and a verdict
+	$(BIN)/python -m carebus_chaos $(CHAOS_ARGS)
 
 lint: $(STAMP) ## Ruff over the code and tests
 	$(BIN)/ruff check .

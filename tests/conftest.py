@@ -21,7 +21,7 @@ for leaking in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402 - after the environment above
 
-from carebus_local.environments import isolate_powertools_metrics  # noqa: E402
+from carebus_local.environments import isolate_powertools_process_state  # noqa: E402
 from carebus_local.fidelity import make_moto_behave_like_aws  # noqa: E402
 from carebus_local.functions import InProcessFunction  # noqa: E402
 from carebus_local.provision import OfflineStack, Provisioner  # noqa: E402
@@ -30,8 +30,8 @@ from carebus_testing import StackDriver, stop_running_executions  # noqa: E402
 
 # Tests see AWS's behaviour where moto is more lenient (task tokens work once, atomic DynamoDB requests).
 make_moto_behave_like_aws()
-# Threads standing for separate execution environments each get their own Powertools metric set.
-isolate_powertools_metrics()
+# Threads standing for separate execution environments each get what Powertools keeps per process.
+isolate_powertools_process_state()
 
 # samtranslator logs its feature-toggle lookups at WARNING on every translation.
 logging.getLogger("samtranslator").setLevel(logging.ERROR)

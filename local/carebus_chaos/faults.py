@@ -1,10 +1,13 @@
-"""Faults injected into AWS calls as a handler sees them, after the SDK's own retries.
-
-Three kinds, each something a Lambda function really meets:
-- THROTTLED: the service refused the call and the SDK's retries ran out; nothing took effect.
+"""Faults injected into the AWS calls of the handlers, each something a Lambda function really meets:
+- THROTTLED: the service refused; nothing took effect.
 - REPLY_LOST: the call took effect, then the connection dropped before the reply (a read timeout).
 - RETRIED: the call took effect, its reply was lost, and the SDK sent it again; the handler gets the second
   attempt's outcome (for a conditional write, its condition failure; for a task token, TaskTimedOut).
+
+At two levels. Level "call" faults what the handler sees of a call, after the SDK's own retries (what a
+test names to prove one path). Level "attempt" faults each HTTP attempt under the SDK's retries, as the
+network and the services do: the SDK retries a throttle or a lost reply by itself (a lost reply's retry is
+RETRIED), and the handler sees a failure only when every attempt failed.
 
 Only calls made while a function's handler runs are eligible (carebus_local.functions.CURRENT_FUNCTION), so
 the emulator's own calls and the workflow engine's are never faulted.
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
+from botocore.endpoint import Endpoint
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from carebus_local.functions import CURRENT_FUNCTION
@@ -45,24 +50,35 @@ class Call:
 
 
 type Chooser = Callable[[Call], Fault | None]
+type Level = str  # "call" or "attempt"
+
+
+class _EmptyBody:
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield b""
+
+
+def _throttled(service: str) -> dict[str, Any]:
+    code = _THROTTLE_CODES.get(service, "ThrottlingException")
+    return {
+        "Error": {"Code": code, "Message": "Rate exceeded (injected)"},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": {}},
+    }
 
 
 def throttling_error(service: str, operation: str) -> ClientError:
-    code = _THROTTLE_CODES.get(service, "ThrottlingException")
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": "Rate exceeded (injected)"},
-            "ResponseMetadata": {"HTTPStatusCode": 400},
-        },
-        operation,
-    )
+    return ClientError(_throttled(service), operation)
 
 
 class FaultInjector:
-    """While active, every handler call goes through choose(call); what it returns happens to the call."""
+    """While active, every handler call (or HTTP attempt, at level "attempt") goes through choose(call);
+    what it returns happens to it."""
 
-    def __init__(self, choose: Chooser) -> None:
+    def __init__(self, choose: Chooser, level: Level = "call") -> None:
+        if level not in ("call", "attempt"):
+            raise ValueError(f"no fault level {level!r}")
         self.choose = choose
+        self.level = level
         self.injected: Counter[tuple[str, str, Fault]] = Counter()
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -75,30 +91,64 @@ class FaultInjector:
 
     @contextmanager
     def active(self) -> Iterator["FaultInjector"]:
-        original = BaseClient._make_api_call
-        injector = self
-
-        def faulty(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-            function = CURRENT_FUNCTION.get()
-            if function is None:
-                return original(client, operation, params)
-            call = Call(function, client.meta.service_model.service_name, operation, params)
-            fault = injector.choose(call)
-            injector._record(call, fault)
-            if fault is Fault.THROTTLED:
-                raise throttling_error(call.service, operation)
-            answer = original(client, operation, params)
-            if fault is Fault.REPLY_LOST:
-                raise ReadTimeoutError(endpoint_url=client.meta.endpoint_url)
-            if fault is Fault.RETRIED:
-                return original(client, operation, params)
-            return answer
-
-        BaseClient._make_api_call = faulty  # type: ignore[method-assign]
+        patched, name, faulty = (
+            (BaseClient, "_make_api_call", self._faulty_call())
+            if self.level == "call"
+            else (Endpoint, "_do_get_response", self._faulty_attempt())
+        )
+        original = getattr(patched, name)
+        setattr(patched, name, faulty(original))
         try:
             yield self
         finally:
-            BaseClient._make_api_call = original  # type: ignore[method-assign]
+            setattr(patched, name, original)
+
+    def _decide(self, call: Call) -> Fault | None:
+        fault = self.choose(call)
+        self._record(call, fault)
+        return fault
+
+    def _faulty_call(self) -> Callable[[Any], Any]:
+        def wrap(original: Any) -> Any:
+            def faulty(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+                function = CURRENT_FUNCTION.get()
+                if function is None:
+                    return original(client, operation, params)
+                service = client.meta.service_model.service_name
+                fault = self._decide(Call(function, service, operation, params))
+                if fault is Fault.THROTTLED:
+                    raise throttling_error(service, operation)
+                answer = original(client, operation, params)
+                if fault is Fault.REPLY_LOST:
+                    raise ReadTimeoutError(endpoint_url=client.meta.endpoint_url)
+                if fault is Fault.RETRIED:
+                    return original(client, operation, params)
+                return answer
+
+            return faulty
+
+        return wrap
+
+    def _faulty_attempt(self) -> Callable[[Any], Any]:
+        def wrap(original: Any) -> Any:
+            def faulty(endpoint: Endpoint, request: Any, operation_model: Any, context: Any) -> Any:
+                function = CURRENT_FUNCTION.get()
+                if function is None:
+                    return original(endpoint, request, operation_model, context)
+                service = operation_model.service_model.service_name
+                fault = self._decide(Call(function, service, operation_model.name, {}))
+                if fault is Fault.THROTTLED:
+                    refused = AWSResponse(request.url, 400, {}, _EmptyBody())
+                    return (refused, _throttled(service)), None
+                outcome = original(endpoint, request, operation_model, context)
+                if fault in (Fault.REPLY_LOST, Fault.RETRIED):
+                    # The SDK decides what comes next, as it would: it retries while attempts remain.
+                    return None, ReadTimeoutError(endpoint_url=request.url)
+                return outcome
+
+            return faulty
+
+        return wrap
 
     def total(self, fault: Fault | None = None) -> int:
         return sum(count for (_, _, kind), count in self.injected.items() if fault in (None, kind))

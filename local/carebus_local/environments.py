@@ -47,33 +47,64 @@ class _PerThreadDict(MutableMapping[str, Any]):
         return dict(self._data())
 
 
+class _PerThreadAttribute:
+    """A class attribute whose value belongs to the thread that set it."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        return getattr(self._local, "value", None)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        self._local.value = value
+
+
 _isolated = False
 _isolation_lock = threading.Lock()
 
 
-def isolate_powertools_metrics() -> None:
-    """Powertools keeps one metric set per process, shared by every Metrics object, so that one function
-    can create several. One process here runs many functions' invocations at once, on separate threads:
-    each invocation thread gets the metric set its own process would have on Lambda. Call before any
-    handler is imported (idempotent)."""
+def isolate_powertools_process_state() -> None:
+    """What Powertools keeps once per process, kept once per thread instead. On Lambda a process runs one
+    invocation at a time; here one process runs many functions' invocations at once, each on its own
+    thread, so each thread gets what its own process would have:
+    - the metric set every Metrics object shares (so that one function can create several);
+    - the event and context the event handler's resolvers publish on BaseRouter (so that routers split
+      over modules can read them); shared, concurrent requests would read each other's.
+    Call before any handler is imported (idempotent)."""
     global _isolated
     with _isolation_lock:
         if _isolated:
             return
+        from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
         from aws_lambda_powertools.metrics import Metrics
 
         for name in ("_metrics", "_dimensions", "_metadata", "_default_dimensions"):
             setattr(Metrics, name, _PerThreadDict())
+        # BaseRouter.current_event = ... is a class attribute assignment: it goes through the metaclass,
+        # so the per-thread attribute sits on a metaclass of BaseRouter's own (and, for reads through an
+        # instance, on BaseRouter itself).
+        attributes = {name: _PerThreadAttribute() for name in ("current_event", "lambda_context")}
+        for name, attribute in attributes.items():
+            setattr(BaseRouter, name, attribute)
+        BaseRouter.__class__ = type("PerThreadRouterMeta", (type(BaseRouter),), attributes)
         _isolated = True
 
 
 class ExecutionEnvironments:
     """The environments of one function; invoke() runs an event in an idle one, starting one if needed."""
 
-    def __init__(self, spec: FunctionSpec, variables: Mapping[str, str], concurrency: int) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        variables: Mapping[str, str],
+        concurrency: int,
+        timeout_seconds: int | None = None,
+    ) -> None:
         self.spec = spec
         self.variables = dict(variables)
         self.concurrency = concurrency
+        self.timeout_seconds = timeout_seconds
         self.started = 0
         self._idle: list[InProcessFunction] = []
         self._available = threading.Condition()
@@ -86,7 +117,7 @@ class ExecutionEnvironments:
                 return self._idle.pop()
             self.started += 1
             number = self.started
-        environment = InProcessFunction(self.spec, self.variables)
+        environment = InProcessFunction(self.spec, self.variables, self.timeout_seconds)
         if number > 1:
             environment.module_name = f"{environment.module_name}_environment_{number}"
         return environment

@@ -7,6 +7,7 @@ that AWS's stricter behaviour opens. Applied by the offline runtime and by the t
 - SendTaskFailure carries its cause into the workflow: moto's API layer drops it.
 - Every DynamoDB request is atomic, as on AWS: moto's threaded server checks a condition and writes in two
   steps, and a cancelled transaction restores a snapshot of the table, undoing concurrent writes.
+- An EventBridge event has one time, whichever rules match it: moto stamps each rule's copy anew.
 """
 
 import functools
@@ -30,9 +31,11 @@ def make_moto_behave_like_aws() -> None:
             return
         _close_callbacks_when_their_task_ends()
         _close_a_callback_task_atomically_with_its_timeout()
+        _let_only_the_task_close_a_wait()
         _accept_each_task_token_once()
         _carry_the_cause_of_a_task_failure()
         _make_dynamodb_requests_atomic()
+        _give_each_event_one_time()
         _applied = True
 
 
@@ -93,11 +96,15 @@ def _close_a_callback_task_atomically_with_its_timeout() -> None:
         finished_on_time = False
         while env.is_running() and not finished_on_time and (left := deadline - time.monotonic()) > 0:
             finished_on_time = terminated.wait(min(left, 0.1))
-        with _callback_lock:
-            endpoint.closed = True
-            decided_in_time = endpoint.get_outcome() is not None
-        if not finished_on_time and decided_in_time:
-            finished_on_time = terminated.wait(30)
+        if not finished_on_time:
+            with _callback_lock:
+                decided_in_time = endpoint.get_outcome() is not None
+                endpoint.closed = True
+            if decided_in_time:
+                # The decision arrived before the task closed: Step Functions takes it.
+                finished_on_time = terminated.wait(30)
+            else:
+                endpoint.interrupt_all()  # the waiting side stops waiting: the task timed out
         frame.set_ended()
         env.close_frame(frame)
         exception = exceptions.pop()
@@ -119,6 +126,39 @@ def _close_a_callback_task_atomically_with_its_timeout() -> None:
         return None
 
     ExecutionState._evaluate_with_timeout = evaluate_with_timeout  # type: ignore[method-assign]
+
+
+def _let_only_the_task_close_a_wait() -> None:
+    """The side that waits for a token must not time out on its own between the task's timeout and its
+    close, or a decision accepted in between is dropped."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimedOut
+
+    StateTaskServiceCallback = state_task_service_callback.StateTaskServiceCallback
+
+    def wait_until_decided_or_closed(self: Any, timeout_seconds: int, callback_endpoint: Any) -> Any:
+        """The waiting side never times out by itself: the task's timeout does, atomically (above)."""
+        return callback_endpoint.wait(timeout=None)
+
+    def wait_with_heartbeats(self: Any, env: Any, callback_endpoint: Any, heartbeat_endpoint: Any) -> Any:
+        """moto's heartbeat wait, except that a missed heartbeat closes the task in the same step as it
+        checks that no decision arrived meanwhile."""
+        outcome = None
+        while env.is_running() and outcome is None:
+            if not heartbeat_endpoint.clear_and_wait() and env.is_running():
+                with _callback_lock:
+                    outcome = callback_endpoint.get_outcome()
+                    if outcome is None:
+                        callback_endpoint.closed = True
+                        outcome = HeartbeatTimedOut()
+            else:
+                outcome = callback_endpoint.get_outcome()
+        return outcome
+
+    StateTaskServiceCallback._wait_for_task_token_timeout = wait_until_decided_or_closed  # type: ignore[method-assign]
+    StateTaskServiceCallback._wait_for_task_token_heartbeat = wait_with_heartbeats  # type: ignore[method-assign]
 
 
 def _accept_each_task_token_once() -> None:
@@ -196,3 +236,17 @@ def _make_dynamodb_requests_atomic() -> None:
             return call_action(self)
 
     DynamoHandler.call_action = atomic  # type: ignore[method-assign]
+
+
+def _give_each_event_one_time() -> None:
+    from moto.core.utils import unix_time
+    from moto.events.models import EventsBackend
+
+    put_events = EventsBackend.put_events
+
+    @functools.wraps(put_events)
+    def put_events_at_one_time(self: Any, events: list[dict[str, Any]]) -> Any:
+        now = unix_time()
+        return put_events(self, [{"Time": now, **event} for event in events])
+
+    EventsBackend.put_events = put_events_at_one_time  # type: ignore[method-assign]

@@ -64,18 +64,26 @@ class InProcessFunction:
     separate module even though every handler file is called app.py.
     """
 
-    def __init__(self, spec: FunctionSpec, environment_variables: Mapping[str, str]) -> None:
+    def __init__(
+        self, spec: FunctionSpec, environment_variables: Mapping[str, str], timeout_seconds: int | None = None
+    ) -> None:
         self.spec = spec
+        # The deadline the handler's context reports: the template's timeout unless lab time shortens it.
+        self.timeout_seconds = timeout_seconds or spec.timeout
         self.environment = dict(environment_variables)
         self._handler: Callable[[dict[str, Any], Any], Any] | None = None
-        self.module_name = f"carebus_function_{spec.logical_id}"
+        # The module's __name__: the same in every execution environment of the function, as "app" is on
+        # Lambda (Powertools names idempotency records after it); module_name, its key in sys.modules, is
+        # made unique per environment.
+        self.module_identity = f"carebus_function_{spec.logical_id}"
+        self.module_name = self.module_identity
 
     def handler(self) -> Callable[[dict[str, Any], Any], Any]:
         if self._handler is None:
             module_file, _, function_name = self.spec.handler.rpartition(".")
             path = self.spec.code_dir / f"{module_file.replace('.', '/')}.py"
             with _import_lock, environment(self.environment):
-                spec = importlib.util.spec_from_file_location(self.module_name, path)
+                spec = importlib.util.spec_from_file_location(self.module_identity, path)
                 if spec is None or spec.loader is None:
                     raise ImportError(f"cannot load {path}")
                 module = importlib.util.module_from_spec(spec)
@@ -94,7 +102,7 @@ class InProcessFunction:
             function_name=self.spec.name,
             memory_limit_in_mb=self.spec.memory_size,
             invoked_function_arn=self.spec.arn,
-            timeout_seconds=self.spec.timeout,
+            timeout_seconds=self.timeout_seconds,
         )
 
     def invoke(self, event: dict[str, Any]) -> Any:

@@ -17,7 +17,11 @@ from botocore.config import Config
 
 from carebus_local.apigateway import CognitoVerifier, LocalRestApi
 from carebus_local.delivery import RuleTargetDelivery
-from carebus_local.environments import DEFAULT_CONCURRENCY, ExecutionEnvironments, isolate_powertools_metrics
+from carebus_local.environments import (
+    DEFAULT_CONCURRENCY,
+    ExecutionEnvironments,
+    isolate_powertools_process_state,
+)
 from carebus_local.fidelity import make_moto_behave_like_aws
 from carebus_local.pollers import QueuePoller
 from carebus_local.provision import ACCOUNT_ID, DEFAULT_STACK_NAME, OfflineStack, Provisioner
@@ -51,7 +55,10 @@ class RuntimeOptions:
     template_path: Path = TEMPLATE_PATH
     parameters: dict[str, str] = field(default_factory=dict)
     # None keeps each queue's visibility timeout before a failed message is retried, as on Lambda; a
-    # number shortens it (tests and labs do not want to wait two minutes per retry).
+    # number shortens it (tests and labs do not want to wait two minutes per retry). Handlers then see a
+    # function timeout no longer than it, so that the template's rule holds in lab time too: a message is
+    # retried only after the invocation that failed it has timed out (Powertools' in-progress
+    # idempotency records last as long as that invocation could).
     retry_failed_after_seconds: int | None = None
     env_json_path: Path | None = None
 
@@ -90,7 +97,7 @@ class OfflineRuntime:
         from moto.server import ThreadedMotoServer
 
         make_moto_behave_like_aws()
-        isolate_powertools_metrics()
+        isolate_powertools_process_state()
         # moto's Step Functions engine calls the other services through MOTO_PORT.
         self._set_environment({"MOTO_PORT": str(self.options.aws_port)})
         self._moto = ThreadedMotoServer(
@@ -114,7 +121,10 @@ class OfflineRuntime:
         self._seed_users()
         self.functions = {
             logical_id: ExecutionEnvironments(
-                spec, self.function_environment(logical_id), self._concurrency(logical_id)
+                spec,
+                self.function_environment(logical_id),
+                self._concurrency(logical_id),
+                self._lab_timeout(spec.timeout),
             )
             for logical_id, spec in self.stack.functions.items()
         }
@@ -240,6 +250,10 @@ class OfflineRuntime:
             if mapping.function_logical_id == logical_id
         ]
         return sum(caps) if caps else DEFAULT_CONCURRENCY
+
+    def _lab_timeout(self, timeout: int) -> int | None:
+        retry_after = self.options.retry_failed_after_seconds
+        return None if retry_after is None else min(timeout, max(1, retry_after))
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         """One invocation, in an idle execution environment of the function (or a new one)."""

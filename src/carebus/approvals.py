@@ -134,6 +134,12 @@ def deadline(stage: str, stored_at: datetime, wait: timedelta) -> datetime:
     return stored_at + (wait if stage == "ESCALATED" else 2 * wait)
 
 
+def approval_id_for(prescription_id: str) -> str:
+    """The approval of a controlled prescription; the workflow builds the same form
+    (States.Format('apr-{}', $.prescriptionId); a test checks it)."""
+    return f"apr-{prescription_id}"
+
+
 def stage_of(record: Mapping[str, Any]) -> Stage:
     """Which wait the approval's stored token belongs to."""
     return "ESCALATED" if record.get("escalated") else "REQUESTED"

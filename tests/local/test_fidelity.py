@@ -201,3 +201,27 @@ def test_a_cancelled_transaction_never_undoes_what_other_requests_wrote_meanwhil
     assert not stored & {f"cancelled-{i}" for i in range(24)}
     assert outcomes
     assert set(outcomes) == {"TransactionCanceledException"}
+
+
+# ----- EventBridge -----------------------------------------------------------------------------------
+def test_every_rule_that_matches_an_event_sees_the_same_event_time(monkeypatch):
+    ticks = iter(range(1_800_000_000, 1_800_001_000, 7))
+    # moto stamps each matching rule's copy with a fresh clock reading; a clock that moves on every read
+    # makes that visible without waiting for a second to turn.
+    monkeypatch.setattr("moto.events.models.unix_time", lambda: float(next(ticks)))
+    with mock_aws():
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        queues = [sqs.create_queue(QueueName=f"rule-{number}")["QueueUrl"] for number in range(2)]
+        for number, url in enumerate(queues):
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            events.put_rule(Name=f"rule-{number}", EventPattern=json.dumps({"source": ["carebus.test"]}))
+            events.put_targets(Rule=f"rule-{number}", Targets=[{"Id": "queue", "Arn": arn}])
+
+        events.put_events(Entries=[{"Source": "carebus.test", "DetailType": "Tested", "Detail": "{}"}])
+
+        times = [
+            json.loads(sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"])["time"] for url in queues
+        ]
+    assert times[0] == times[1]

@@ -7,8 +7,10 @@ import pytest
 from moto import mock_aws
 
 from carebus_local.delivery import target_input
+from carebus_local.environments import ExecutionEnvironments
 from carebus_local.provision import Provisioner, UnsupportedResourceError
 from carebus_local.template import translate
+from carebus_testing import load_event, recorded_calls, redelivered, submit_sample
 
 EVENT = {
     "version": "0",
@@ -56,3 +58,22 @@ def test_targets_receive_what_eventbridge_would_hand_them(target, expected):
         json.loads(target_input(EVENT, {"Arn": "arn:aws:states:us-east-1:1:stateMachine:x", **target}))
         == expected
     )
+
+
+def test_a_duplicate_that_reaches_another_execution_environment_is_still_answered_from_its_idempotency_record(
+    stack, function
+):
+    submit_sample(function)
+    environments = ExecutionEnvironments(
+        stack.functions["BillingFunction"], stack.function_environment("BillingFunction"), concurrency=2
+    )
+    sample = load_event("billing/encounter_reference.json")
+    first, second = (environments._environment() for _ in range(2))  # two environments, both busy
+
+    assert first.invoke(sample) == {"batchItemFailures": []}
+    with recorded_calls() as calls:
+        assert second.invoke(redelivered(sample)) == {"batchItemFailures": []}
+
+    assert first.module is not second.module
+    tables = {params.get("TableName") for service, _, params in calls if service == "dynamodb"}
+    assert tables == {stack.ref("IdempotencyTable")}  # the record answered; the encounter was not read again

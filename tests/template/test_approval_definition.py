@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from carebus.approvals import REJECTION_ERROR, VISIBLE_FIELDS, WAIT_STATES
+from carebus.approvals import REJECTION_ERROR, VISIBLE_FIELDS, WAIT_STATES, approval_id_for
 from carebus.events import (
     PRESCRIPTION_APPROVAL_FAILED,
     PRESCRIPTION_APPROVED,
@@ -44,6 +44,12 @@ def reachable_from(states: dict[str, Any], start: str) -> set[str]:
         todo += [state["Next"]] if "Next" in state else []
         todo += [catcher["Next"] for catcher in state.get("Catch", [])]
     return seen
+
+
+def test_the_workflow_names_each_approval_as_the_approvals_domain_does(states):
+    assert states["Configure"]["Parameters"][
+        "approvalId.$"
+    ] == "States.Format('{}', $.prescriptionId)".replace("{}", approval_id_for("{}"))
 
 
 def test_each_stage_waits_for_a_task_token_in_the_state_the_approvals_domain_names(states):
