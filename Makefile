@@ -54,7 +54,7 @@ deploy: build ## sam build, then sam deploy --config-env dev (needs AWS credenti
 	$(BIN)/sam deploy --config-env dev
 
 openapi: $(STAMP) ## Regenerate docs/openapi.yaml from the domain models
-	$(BIN)/python -m carebus_local.openapi
+	$(BIN)/python -m carebus_tooling.openapi
 
 clean: ## Remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis

@@ -18,7 +18,7 @@ from botocore.client import BaseClient
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import PollResult, QueuePoller
-from carebus_local.provision import OfflineStack
+from carebus_local.stack import OfflineStack
 from carebus_local.template import PROJECT_ROOT
 
 EVENTS_DIR = PROJECT_ROOT / "events"

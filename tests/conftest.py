@@ -24,7 +24,8 @@ from moto import mock_aws  # noqa: E402 - after the environment above
 from carebus_local.environments import isolate_powertools_process_state  # noqa: E402
 from carebus_local.fidelity import make_moto_behave_like_aws  # noqa: E402
 from carebus_local.functions import InProcessFunction  # noqa: E402
-from carebus_local.provision import OfflineStack, Provisioner  # noqa: E402
+from carebus_local.provision import Provisioner  # noqa: E402
+from carebus_local.stack import OfflineStack  # noqa: E402
 from carebus_local.template import load_template, translate  # noqa: E402
 from carebus_testing import StackDriver, stop_running_executions  # noqa: E402
 

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from carebus_chaos.ledger import as_json, describe
 from carebus_chaos.run import ChaosOptions, ChaosRun, run_chaos
-from carebus_local.client import carebus_home, free_ports
+from carebus_client.stacks import carebus_home
 from carebus_local.runtime import RuntimeOptions
+from carebus_local.serve import free_ports
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from carebus_local.client import ApiClient, ApiProblemError, StackUnreachableError
+from carebus_client.api import ApiClient
+from carebus_client.errors import ApiProblemError, StackUnreachableError
 
 # Answers after which the same request is sent again: the API documents them as safe to retry.
 _RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})

@@ -8,7 +8,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from carebus_chaos.ledger import StackState
-from carebus_local.provision import OfflineStack
+from carebus_local.stack import OfflineStack
 
 _DESERIALIZER = TypeDeserializer()
 _QUEUE = "AWS::SQS::Queue"

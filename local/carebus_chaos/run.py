@@ -31,8 +31,9 @@ from carebus_chaos.faults import Fault, FaultInjector, at_rate
 from carebus_chaos.ledger import Ledger, judge
 from carebus_chaos.observe import StackView, scan
 from carebus_chaos.workload import PlannedEncounter, Poison, encounter_mix, misrouted_poison, poison_for
-from carebus_local.client import ApiClient, offline_runtime
+from carebus_client.api import ApiClient
 from carebus_local.runtime import OfflineRuntime, RuntimeOptions
+from carebus_local.serve import offline_runtime
 
 RETRY_AFTER_SECONDS = 2
 PASSWORD = "Chaos-Run-2026!"  # noqa: S105 - users of a throwaway offline stack

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from carebus_local.provision import RuleTargetSpec
+from carebus_local.stack import RuleTargetSpec
 
 _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.-]+)>")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from carebus_local.functions import InProcessFunction
-from carebus_local.provision import FunctionSpec
+from carebus_local.stack import FunctionSpec
 
 # What caps a function's concurrency offline when nothing in the template does (Lambda's would be the
 # account's limit); the queue consumers are capped by their mappings' MaximumConcurrency.

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from carebus_local.provision import FunctionSpec
+from carebus_local.stack import FunctionSpec
 
 _import_lock = threading.Lock()
 # The logical id of the function whose handler runs on this thread (None outside any invocation): what a

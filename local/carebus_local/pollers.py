@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from carebus_local.provision import EventSourceMappingSpec
+from carebus_local.stack import EventSourceMappingSpec
 
 _RECEIVE_LIMIT = 10  # SQS hands out at most ten messages per ReceiveMessage
 _LONGEST_POLL_SECONDS = 20  # and long-polls at most 20 seconds

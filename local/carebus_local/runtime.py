@@ -15,7 +15,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from carebus_local.apigateway import CognitoVerifier, LocalRestApi
+from carebus_client.stacks import DEFAULT_STACK_NAME, LOCAL_CREDENTIALS
+from carebus_local.apigateway import LocalRestApi
+from carebus_local.cognito import CognitoVerifier
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.environments import (
     DEFAULT_CONCURRENCY,
@@ -24,17 +26,12 @@ from carebus_local.environments import (
 )
 from carebus_local.fidelity import make_moto_behave_like_aws
 from carebus_local.pollers import QueuePoller
-from carebus_local.provision import ACCOUNT_ID, DEFAULT_STACK_NAME, OfflineStack, Provisioner
+from carebus_local.provision import Provisioner
+from carebus_local.stack import ACCOUNT_ID, OfflineStack
 from carebus_local.template import TEMPLATE_PATH, load_template, translate
 
 log = logging.getLogger("carebus.local")
 
-# moto accepts any credentials; these make clear in any error message that nothing reached AWS.
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "carebus-local",
-    "AWS_SECRET_ACCESS_KEY": "carebus-local",
-    "AWS_SESSION_TOKEN": "carebus-local",
-}
 DEMO_PASSWORD = "Carebus-Demo-2026!"  # noqa: S105 - a published demo password, offline only
 # One signed-in user per role, seeded at start-up.
 DEMO_USERS = {

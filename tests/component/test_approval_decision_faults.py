@@ -8,9 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from carebus_chaos.faults import Fault, FaultInjector, once
 
 from carebus.adapters import approval_workflow
+from carebus_chaos.faults import Fault, FaultInjector, once
 from carebus_testing import (
     PHARMACIST_SUB,
     SAMPLE_APPROVAL_ID,

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from carebus_chaos.faults import Fault, FaultInjector, once
 
 from carebus.adapters import approval_workflow
 from carebus.approvals import ApprovalStatus, approval_view
+from carebus_chaos.faults import Fault, FaultInjector, once
 from carebus_local.functions import InProcessFunction
 from carebus_testing import (
     PHARMACIST_CLAIMS,

@@ -1,8 +1,8 @@
 """GET /encounters/{encounterId} on moto: the downstream state, and who may see how much of it."""
 
 import pytest
-from carebus_chaos.faults import Fault, FaultInjector, once
 
+from carebus_chaos.faults import Fault, FaultInjector, once
 from carebus_testing import (
     OTHER_PHYSICIAN_SUB,
     PHARMACIST_CLAIMS,

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from carebus_chaos.faults import Fault, FaultInjector, once
 
 from carebus.submission import UNCONFIRMED_EXPIRY_ATTRIBUTE, UNCONFIRMED_RETENTION
+from carebus_chaos.faults import Fault, FaultInjector, once
 from carebus_testing import (
     PHARMACIST_CLAIMS,
     PHYSICIAN_SUB,

@@ -20,16 +20,11 @@ from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from moto.server import ThreadedMotoServer
 
-from carebus_local.apigateway import (
-    TOKEN_EXPIRED_MESSAGE,
-    CognitoVerifier,
-    HttpResponse,
-    LocalRestApi,
-    Unauthorized,
-    UnsupportedApiFeatureError,
-    fetch_jwks_over_http,
-)
-from carebus_local.provision import ACCOUNT_ID, OfflineStack, Provisioner
+from carebus_local.apigateway import LocalRestApi
+from carebus_local.cognito import TOKEN_EXPIRED_MESSAGE, CognitoVerifier, Unauthorized, fetch_jwks_over_http
+from carebus_local.http import HttpResponse, UnsupportedApiFeatureError
+from carebus_local.provision import Provisioner
+from carebus_local.stack import ACCOUNT_ID, OfflineStack
 from carebus_testing import load_event
 
 REGION = "us-east-1"

@@ -8,7 +8,8 @@ from moto import mock_aws
 
 from carebus_local.delivery import target_input
 from carebus_local.environments import ExecutionEnvironments
-from carebus_local.provision import Provisioner, UnsupportedResourceError
+from carebus_local.provision import Provisioner
+from carebus_local.stack import UnsupportedResourceError
 from carebus_local.template import translate
 from carebus_testing import load_event, recorded_calls, redelivered, submit_sample
 

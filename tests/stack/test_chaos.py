@@ -1,10 +1,10 @@
 """`make chaos` in small: the same run and the same ledger, on a few encounters under more faults."""
 
 import pytest
-from carebus_chaos.run import ChaosOptions, run_chaos
 
-from carebus_local.client import free_ports
+from carebus_chaos.run import ChaosOptions, run_chaos
 from carebus_local.runtime import RuntimeOptions
+from carebus_local.serve import free_ports
 
 SMALL = ChaosOptions(
     encounters=24,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from carebus_local.cli import main
-from carebus_local.client import free_ports
+from carebus_cli.cli import main
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.serve import free_ports
 from carebus_testing import EVENTS_DIR, sample_body, wait_until
 
 STACK = f"carebus-cli-{uuid.uuid4().hex[:6]}"
@@ -520,7 +520,7 @@ def without_aws_configuration() -> dict[str, str]:
 def test_local_up_serves_until_ctrl_c_without_aws_credentials(tmp_path):
     aws_port, api_port = free_ports("127.0.0.1", (0, 0))
     env_json = tmp_path / "env.json"
-    command = [sys.executable, "-m", "carebus_local.cli", "local", "up", "--port", str(aws_port)]
+    command = [sys.executable, "-m", "carebus_cli.cli", "local", "up", "--port", str(aws_port)]
     command += ["--api-port", str(api_port), "--env-json", str(env_json)]
     environment = {**without_aws_configuration(), "PYTHONUNBUFFERED": "1", "CAREBUS_HOME": str(tmp_path)}
     errors = tmp_path / "stderr.txt"

@@ -2,8 +2,8 @@
 
 import re
 
-from carebus_local.openapi import OPENAPI_PATH, render
 from carebus_local.template import PROJECT_ROOT
+from carebus_tooling.openapi import OPENAPI_PATH, render
 
 
 def test_openapi_description_is_what_the_generator_and_domain_models_produce():

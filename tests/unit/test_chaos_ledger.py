@@ -5,6 +5,11 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
+
+from carebus.billing import claim_id_for
+from carebus.events import event_id
+from carebus.scheduling import appointment_id_for, slot_key
+from carebus.submission import body_hash
 from carebus_chaos.actors import Answer, Decision
 from carebus_chaos.ledger import (
     CONTRADICTION,
@@ -18,11 +23,6 @@ from carebus_chaos.ledger import (
     judge,
 )
 from carebus_chaos.workload import Poison, encounter_mix
-
-from carebus.billing import claim_id_for
-from carebus.events import event_id
-from carebus.scheduling import appointment_id_for, slot_key
-from carebus.submission import body_hash
 
 TODAY = date(2026, 12, 1)
 ENCOUNTER = "5f51a656-9daa-559d-8d95-7aa5a75d9b03"

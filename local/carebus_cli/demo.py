@@ -20,21 +20,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from carebus_local.cli import trace_table
-from carebus_local.client import (
-    ApiClient,
-    ApiProblemError,
-    CarebusError,
-    ExitCode,
-    Stack,
-    Target,
-    carebus_home,
-    free_ports,
-    offline_runtime,
-    sign_in,
-    trace_encounter,
-)
+from carebus_cli.render import trace_table
+from carebus_client.api import ApiClient
+from carebus_client.errors import ApiProblemError, CarebusError, ExitCode
+from carebus_client.stacks import Stack, Target, carebus_home, sign_in
+from carebus_client.trace import trace_encounter
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, RuntimeOptions
+from carebus_local.serve import free_ports, offline_runtime
 
 WAIT_SECONDS = 20.0  # the hard limit of every wait; the whole scenario takes a few seconds offline
 POLL_SECONDS = 0.25

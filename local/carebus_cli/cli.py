@@ -27,42 +27,26 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from carebus_local.client import (
-    LOCAL_ENDPOINT_URL,
-    ApiClient,
-    CarebusError,
-    ExitCode,
-    SessionStore,
-    Stack,
-    Target,
-    Trace,
-    UsageError,
-    dead_letter_queues,
-    find_dead_letter_queue,
-    offline_runtime,
-    peek,
-    queue_depth,
-    read_encounter_file,
-    redrive,
-    sign_in,
-    trace_encounter,
-)
+from carebus_cli.demo import run_scenario
+from carebus_cli.render import console, fields_table, moment_text, text, trace_table
+from carebus_client.api import ApiClient, read_encounter_file
+from carebus_client.dead_letters import dead_letter_queues, find_dead_letter_queue, peek, queue_depth, redrive
+from carebus_client.errors import CarebusError, ExitCode, UsageError
+from carebus_client.stacks import LOCAL_ENDPOINT_URL, SessionStore, Stack, Target, sign_in
+from carebus_client.trace import trace_encounter
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.serve import offline_runtime
 
 EXIT_CODES_HELP = __doc__[__doc__.index("Exit codes") :]
-# Piped or captured output keeps whole ids on one line rather than squeezing tables to 80 columns.
-_PIPED_OUTPUT_WIDTH = 200
 
 # What a pharmacist sees of each approval in a listing, after its id: field and heading.
 APPROVAL_COLUMNS = {
@@ -76,54 +60,6 @@ APPROVAL_COLUMNS = {
 }
 
 Command = Callable[[argparse.Namespace, Console], int]
-
-
-# ----- output --------------------------------------------------------------------------------------------
-def _console() -> Console:
-    # Bound to this stdout: the demo sends the handlers' prints elsewhere while it writes here.
-    console = Console(file=sys.stdout, highlight=False)
-    return (
-        console
-        if console.is_terminal
-        else Console(file=sys.stdout, highlight=False, width=_PIPED_OUTPUT_WIDTH)
-    )
-
-
-def _text(value: Any) -> Text:
-    """A table cell taken literally: stack data may contain brackets that rich would read as markup."""
-    if isinstance(value, bool):
-        return Text("yes" if value else "no")
-    return Text("" if value is None else str(value))
-
-
-def _time(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def trace_table(trace: Trace) -> Table:
-    table = Table(title=f"Encounter {trace.encounter_id}", title_justify="left")
-    table.add_column("since submission", justify="right")
-    table.add_column("time (UTC)")
-    table.add_column("step")
-    table.add_column("detail", overflow="fold")
-    for step in trace.steps:
-        delta = trace.since_submission(step)
-        table.add_row(
-            "-" if delta is None else f"{delta.total_seconds():+.3f} s",
-            _time(step.at),
-            _text(step.step),
-            _text(step.detail),
-        )
-    return table
-
-
-def _fields_table(record: Mapping[str, Any], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for name, value in record.items():
-        table.add_row(_text(name), _text(value))
-    return table
 
 
 def _report(error: CarebusError) -> int:
@@ -192,7 +128,7 @@ def run_approvals_list(args: argparse.Namespace, console: Console) -> int:
         table.add_column(heading)
     for approval in approvals:
         table.add_row(
-            _text(approval.get("approvalId")), *(_text(approval.get(name)) for name in APPROVAL_COLUMNS)
+            text(approval.get("approvalId")), *(text(approval.get(name)) for name in APPROVAL_COLUMNS)
         )
     console.print(table)
     return ExitCode.OK
@@ -200,7 +136,7 @@ def run_approvals_list(args: argparse.Namespace, console: Console) -> int:
 
 def run_approvals_show(args: argparse.Namespace, console: Console) -> int:
     api = _signed_in_api(args)
-    console.print(_fields_table(api.approval(args.approval_id), f"Approval {args.approval_id}"))
+    console.print(fields_table(api.approval(args.approval_id), f"Approval {args.approval_id}"))
     return ExitCode.OK
 
 
@@ -237,7 +173,7 @@ def run_dlq_show(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, overflow="fold")
     for message in messages:
         table.add_row(
-            message.message_id, _time(message.sent_at), str(message.receive_count), _text(message.body)
+            message.message_id, moment_text(message.sent_at), str(message.receive_count), text(message.body)
         )
     console.print(table)
     return ExitCode.OK
@@ -284,7 +220,7 @@ def _print_local_stack(console: Console, runtime: OfflineRuntime, env_json: Path
     table.add_column("output")
     table.add_column("value", overflow="fold")
     for name, value in sorted(outputs.items()):
-        table.add_row(name, _text(value))
+        table.add_row(name, text(value))
     console.print(table)
     console.print("Serving until Ctrl-C")
 
@@ -307,8 +243,6 @@ def _serve_until_interrupted() -> None:
 
 
 def run_demo(_args: argparse.Namespace, console: Console) -> int:
-    # Imported here: the demo module renders traces with trace_table from this one.
-    from carebus_local.demo import run_scenario
 
     return run_scenario(console)
 
@@ -429,9 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_request.code or 0)
     # samtranslator and moto's web server log routine chatter at WARNING and INFO.
     logging.getLogger("samtranslator").setLevel(logging.ERROR)
-    console = _console()
+    output = console()
     try:
-        return int(args.run(args, console))
+        return int(args.run(args, output))
     except CarebusError as error:
         return _report(error)
     except KeyboardInterrupt:

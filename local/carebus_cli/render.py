@@ -1,0 +1,62 @@
+"""How the carebus command line draws what it found: tables, taken literally."""
+
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from carebus_client.trace import Trace
+
+# Piped or captured output keeps whole ids on one line rather than squeezing tables to 80 columns.
+_PIPED_OUTPUT_WIDTH: Final = 200
+
+
+def console() -> Console:
+    # Bound to this stdout: the demo sends the handlers' prints elsewhere while it writes here.
+    console = Console(file=sys.stdout, highlight=False)
+    return (
+        console
+        if console.is_terminal
+        else Console(file=sys.stdout, highlight=False, width=_PIPED_OUTPUT_WIDTH)
+    )
+
+
+def text(value: Any) -> Text:
+    """A table cell taken literally: stack data may contain brackets that rich would read as markup."""
+    if isinstance(value, bool):
+        return Text("yes" if value else "no")
+    return Text("" if value is None else str(value))
+
+
+def moment_text(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def trace_table(trace: Trace) -> Table:
+    table = Table(title=f"Encounter {trace.encounter_id}", title_justify="left")
+    table.add_column("since submission", justify="right")
+    table.add_column("time (UTC)")
+    table.add_column("step")
+    table.add_column("detail", overflow="fold")
+    for step in trace.steps:
+        delta = trace.since_submission(step)
+        table.add_row(
+            "-" if delta is None else f"{delta.total_seconds():+.3f} s",
+            moment_text(step.at),
+            text(step.step),
+            text(step.detail),
+        )
+    return table
+
+
+def fields_table(record: Mapping[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in record.items():
+        table.add_row(text(name), text(value))
+    return table

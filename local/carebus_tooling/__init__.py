@@ -1,0 +1,1 @@
+"""Build tooling: the generated API description, the deploy rehearsal."""
