@@ -6,18 +6,29 @@ PYTHON ?= python3.13
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The deploy rehearsal's engine, MiniStack, in a venv of its own: it runs the functions with its interpreter.
+ENGINE_VENV := .venv-rehearse
+ENGINE_REQUIREMENTS := local/carebus_tooling/engine-requirements.txt
+ENGINE_STAMP := $(ENGINE_VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo local chaos lint validate cfn-lint unit test build deploy openapi clean
+.PHONY: help venv demo local chaos lint validate cfn-lint unit test build rehearse e2e deploy openapi clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(ENGINE_STAMP): $(ENGINE_REQUIREMENTS)
+	@echo "Installing the rehearsal engine (MiniStack) into $(ENGINE_VENV)"
+	$(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/pip install --quiet --upgrade pip
+	$(ENGINE_VENV)/bin/pip install --quiet -r $(ENGINE_REQUIREMENTS)
 	touch $@
 
 venv: $(STAMP) ## Create .venv with Python 3.13 and the development dependencies
@@ -50,6 +61,13 @@ test: lint validate cfn-lint ## Every gate: ruff, sam validate --lint, cfn-lint,
 build: $(STAMP) ## sam build without a container (works offline)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
 
+rehearse: $(STAMP) $(ENGINE_STAMP) ## The real sam build, deploy, delete and deploy again into MiniStack, with the e2e suite (no AWS)
+	$(BIN)/python -m carebus_tooling.rehearse --engine-python $(ENGINE_VENV)/bin/python
+
+e2e: $(STAMP) ## The end-to-end suite against a deployed stack: CAREBUS_STACK=carebus-dev make e2e
+	@test -n "$$CAREBUS_STACK" || { echo "set CAREBUS_STACK to a deployed stack's name (make test runs it offline)"; exit 2; }
+	$(BIN)/pytest local/carebus_client/e2e -q -ra -p no:cacheprovider
+
 deploy: build ## sam build, then sam deploy --config-env dev (needs AWS credentials)
 	$(BIN)/sam deploy --config-env dev
 
@@ -57,4 +75,4 @@ openapi: $(STAMP) ## Regenerate docs/openapi.yaml from the domain models
 	$(BIN)/python -m carebus_tooling.openapi
 
 clean: ## Remove the venv and build output
-	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(ENGINE_VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis

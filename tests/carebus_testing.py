@@ -3,7 +3,6 @@
 import io
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.client import BaseClient
 
+from carebus_client.waiting import wait_until
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import PollResult, QueuePoller
@@ -334,18 +334,6 @@ def set_clock(
 
 # ----- the approval workflow ------------------------------------------------------------------------
 SAMPLE_APPROVAL_ID = "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03-2"  # the sample's controlled prescription
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> Any:
-    """Poll until condition() is truthy (moto runs executions in threads); its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def approval_executions(stack: OfflineStack) -> list[dict[str, Any]]:

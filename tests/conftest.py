@@ -1,6 +1,6 @@
 """Fixtures shared by every level: the template, a fresh moto stack built from it, and its functions."""
 
-import logging
+import gc
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,9 +33,6 @@ from carebus_testing import StackDriver, stop_running_executions  # noqa: E402
 make_moto_behave_like_aws()
 # Threads standing for separate execution environments each get what Powertools keeps per process.
 isolate_powertools_process_state()
-
-# samtranslator logs its feature-toggle lookups at WARNING on every translation.
-logging.getLogger("samtranslator").setLevel(logging.ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +104,15 @@ def heartbeats(function: Callable[[str], InProcessFunction], monkeypatch: pytest
 
     monkeypatch.setattr(client, "send_task_heartbeat", heartbeat)
     return outcomes
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Collect the session's garbage now, while the tests' teardown is still reported, and set the
+    survivors aside: pytest collects five more times after an xdist worker reports that it finished, and
+    on a heap as large as many botocore models make it, that outlasts the 5 s execnet gives a finished
+    worker before it interrupts it."""
+    for _ in range(5):  # as many rounds as pytest would run
+        if not gc.collect():
+            break
+    gc.freeze()

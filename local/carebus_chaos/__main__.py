@@ -14,6 +14,7 @@ from rich.table import Table
 
 from carebus_chaos.ledger import as_json, describe
 from carebus_chaos.run import ChaosOptions, ChaosRun, run_chaos
+from carebus_client.output import console as screen
 from carebus_client.stacks import carebus_home
 from carebus_local.runtime import RuntimeOptions
 from carebus_local.serve import free_ports
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         call_fault_rate=args.call_fault_rate,
         approval_wait_seconds=args.approval_wait,
     )
-    console = Console()
+    console = screen()
     defaults = RuntimeOptions()
     aws_port, api_port = free_ports(defaults.host, (0, 0))
     handler_log = carebus_home() / "chaos-handlers.log"
@@ -99,7 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     runtime_log = logging.getLogger("carebus.local")
-    logging.getLogger("samtranslator").setLevel(logging.ERROR)  # feature-toggle lookups, every translation
     with handler_log.open("w") as log, redirect_stdout(log), warnings.catch_warnings():
         # The runtime's own warnings (every failed batch: the poison, the faults) go to the log too.
         runtime_log.addHandler(logging.StreamHandler(log))

@@ -32,6 +32,8 @@ from carebus_chaos.ledger import Ledger, judge
 from carebus_chaos.observe import StackView, scan
 from carebus_chaos.workload import PlannedEncounter, Poison, encounter_mix, misrouted_poison, poison_for
 from carebus_client.api import ApiClient
+from carebus_client.stacks import Stack, Target, sign_in
+from carebus_client.users import create_user
 from carebus_local.runtime import OfflineRuntime, RuntimeOptions
 from carebus_local.serve import offline_runtime
 
@@ -88,41 +90,13 @@ class _Clock:
             self.run.phases.append(Phase(name, time.monotonic() - started))
 
 
-def _users(runtime: OfflineRuntime, role: str, group: str, count: int) -> list[tuple[str, str]]:
-    """count users of a group on the stack's pool: (username, subject)."""
-    assert runtime.stack is not None
-    cognito = runtime.client("cognito-idp")
-    pool = runtime.stack.outputs["UserPoolId"]
-    users = []
+def _staff(stack: Stack, role: str, group: str, count: int) -> list[tuple[str, ApiClient]]:
+    """count signed-in users of a group: (subject, their API)."""
+    staff = []
     for number in range(count):
-        username = f"chaos-{role}-{number}@carebus.local"
-        created = cognito.admin_create_user(
-            UserPoolId=pool,
-            Username=username,
-            MessageAction="SUPPRESS",
-            TemporaryPassword=PASSWORD,
-            UserAttributes=[
-                {"Name": "email", "Value": username},
-                {"Name": "email_verified", "Value": "true"},
-            ],
-        )["User"]
-        cognito.admin_set_user_password(UserPoolId=pool, Username=username, Password=PASSWORD, Permanent=True)
-        cognito.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
-        subject = next(
-            attribute["Value"] for attribute in created["Attributes"] if attribute["Name"] == "sub"
-        )
-        users.append((username, subject))
-    return users
-
-
-def _api(runtime: OfflineRuntime, username: str) -> ApiClient:
-    assert runtime.stack is not None
-    token = runtime.client("cognito-idp").initiate_auth(
-        ClientId=runtime.stack.outputs["UserPoolClientId"],
-        AuthFlow="USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": username, "PASSWORD": PASSWORD},
-    )["AuthenticationResult"]["IdToken"]
-    return ApiClient(runtime.stack.outputs["ApiUrl"], token, timeout_seconds=60)
+        user = create_user(stack, f"chaos-{role}-{number}@carebus.local", PASSWORD, group)
+        staff.append((user.subject, stack.api(sign_in(stack, user.username, PASSWORD), timeout_seconds=60)))
+    return staff
 
 
 # Consumers that refuse a reference their queue's filter policy would never have routed to them, and what
@@ -145,16 +119,17 @@ class _Scenario:
         self.sqs = runtime.client("sqs")
         self.sns = runtime.client("sns")
         self.topic = runtime.stack.outputs["EncounterTopicArn"]
+        stack = Stack.find(
+            Target(runtime.stack.name, runtime.endpoint_url, runtime.stack.region, offline=True)
+        )
         self.physicians = [
-            Physician(_api(runtime, username), self.options.seed + number)
-            for number, (username, _) in enumerate(
-                _users(runtime, "physician", "physicians", self.options.clients)
-            )
+            Physician(api, self.options.seed + number)
+            for number, (_, api) in enumerate(_staff(stack, "physician", "physicians", self.options.clients))
         ]
         self.pharmacists = {
-            subject: Pharmacist(subject, _api(runtime, username), self.options.seed + number)
-            for number, (username, subject) in enumerate(
-                _users(runtime, "pharmacist", "pharmacists", self.options.pharmacists)
+            subject: Pharmacist(subject, api, self.options.seed + number)
+            for number, (subject, api) in enumerate(
+                _staff(stack, "pharmacist", "pharmacists", self.options.pharmacists)
             )
         }
 

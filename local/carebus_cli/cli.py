@@ -22,29 +22,25 @@ Exit codes (scripts may rely on them):
 
 import argparse
 import getpass
-import logging
-import signal
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from carebus_cli.demo import run_scenario
-from carebus_cli.render import console, fields_table, moment_text, text, trace_table
+from carebus_cli.local_up import run_local_up
+from carebus_cli.render import fields_table, moment_text, text, trace_table
 from carebus_client.api import ApiClient, read_encounter_file
 from carebus_client.dead_letters import dead_letter_queues, find_dead_letter_queue, peek, queue_depth, redrive
 from carebus_client.errors import CarebusError, ExitCode, UsageError
+from carebus_client.output import console
 from carebus_client.stacks import LOCAL_ENDPOINT_URL, SessionStore, Stack, Target, sign_in
 from carebus_client.trace import trace_encounter
-from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
-from carebus_local.serve import offline_runtime
+from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS
 
 EXIT_CODES_HELP = __doc__[__doc__.index("Exit codes") :]
 
@@ -72,7 +68,7 @@ def _report(error: CarebusError) -> int:
 
 # ----- the commands --------------------------------------------------------------------------------------
 def _target(args: argparse.Namespace) -> Target:
-    return Target.select(args.stack, args.endpoint_url, args.region)
+    return Target.select(args.stack, args.endpoint_url, args.region, args.api_url)
 
 
 def _signed_in_api(args: argparse.Namespace) -> ApiClient:
@@ -188,60 +184,6 @@ def run_dlq_redrive(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
-def run_local_up(args: argparse.Namespace, console: Console) -> int:
-    options = RuntimeOptions(aws_port=args.port, api_port=args.api_port, env_json_path=args.env_json)
-    with ExitStack() as resources:
-        with console.status("Starting the offline stack (template.yaml on moto)"):
-            runtime = resources.enter_context(offline_runtime(options))
-        _print_local_stack(console, runtime, args.env_json)
-        _serve_until_interrupted()
-        console.print("Stopping the offline stack")
-    return ExitCode.OK
-
-
-def _print_local_stack(console: Console, runtime: OfflineRuntime, env_json: Path) -> None:
-    assert runtime.stack is not None
-    outputs, endpoint_url = runtime.stack.outputs, runtime.endpoint_url
-    console.print(f"[bold]carebus offline stack[/] {runtime.stack.name}")
-    console.print(f"  AWS endpoint  {endpoint_url}")
-    console.print(f"  REST API      {outputs['ApiUrl']}")
-    console.print(f"  env.json      {env_json} (sam local invoke --env-vars {env_json})")
-    if endpoint_url != LOCAL_ENDPOINT_URL:
-        console.print(f"  other shells  export CAREBUS_ENDPOINT_URL={endpoint_url}")
-    users = Table(title=f"Demo users (password {DEMO_PASSWORD})", title_justify="left")
-    users.add_column("role")
-    users.add_column("username")
-    users.add_column("groups")
-    users.add_column("sign in")
-    for role, (username, groups) in DEMO_USERS.items():
-        users.add_row(role, username, ", ".join(groups), f"carebus login --as {role}")
-    console.print(users)
-    table = Table(title="Stack outputs", title_justify="left")
-    table.add_column("output")
-    table.add_column("value", overflow="fold")
-    for name, value in sorted(outputs.items()):
-        table.add_row(name, text(value))
-    console.print(table)
-    console.print("Serving until Ctrl-C")
-
-
-def _serve_until_interrupted() -> None:
-    stopping = threading.Event()
-
-    def stop(_signal: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        # Waiting in short steps keeps Ctrl-C prompt on every platform.
-        while not stopping.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_demo(_args: argparse.Namespace, console: Console) -> int:
 
     return run_scenario(console)
@@ -249,7 +191,7 @@ def run_demo(_args: argparse.Namespace, console: Console) -> int:
 
 # ----- parsing -------------------------------------------------------------------------------------------
 def _target_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
-    """--stack, --endpoint-url, --region, accepted before or after the command.
+    """--stack, --endpoint-url, --region, --api-url, accepted before or after the command.
 
     In a subcommand they default to SUPPRESS, so that leaving them out there keeps what was given before.
     """
@@ -265,6 +207,12 @@ def _target_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> 
     )
     group.add_argument(
         "--region", default=default, help="AWS region (default: us-east-1 offline, else the AWS session's)"
+    )
+    group.add_argument(
+        "--api-url",
+        default=default,
+        help="where the stack's API is served (default: $CAREBUS_API_URL, else its ApiUrl output); "
+        "an emulator serves it elsewhere, a custom domain may front it",
     )
 
 
@@ -299,9 +247,27 @@ def build_parser() -> argparse.ArgumentParser:
         dest="local_command", required=True, metavar="COMMAND"
     )
     up = _command(local, "up", run_local_up, "serve the whole stack offline until Ctrl-C", on_stack=False)
-    up.add_argument("--port", type=int, default=4566, help="AWS endpoint port (default 4566)")
-    up.add_argument("--api-port", type=int, default=3000, help="REST API port (default 3000)")
+    up.add_argument(
+        "--port", type=int, default=4566, help="AWS endpoint port (default 4566; 0: any free one)"
+    )
+    up.add_argument(
+        "--api-port", type=int, default=3000, help="REST API port (default 3000; 0: any free one)"
+    )
     up.add_argument("--env-json", type=Path, default=Path("env.json"), help="where to write env.json")
+    up.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="Name=Value",
+        help="template parameters, as sam deploy takes them (e.g. ApprovalTimeoutSeconds=60)",
+    )
+    up.add_argument(
+        "--retry-after",
+        type=int,
+        metavar="SECONDS",
+        help="lab time: retry a failed message after SECONDS instead of its queue's visibility timeout "
+        "(a poison message then reaches its DLQ in about 5 x SECONDS)",
+    )
 
     _command(commands, "demo", run_demo, "run the scripted scenario on a fresh offline stack", on_stack=False)
 
@@ -361,8 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:  # --help (0) or a usage error (2), already printed by argparse
         return int(exit_request.code or 0)
-    # samtranslator and moto's web server log routine chatter at WARNING and INFO.
-    logging.getLogger("samtranslator").setLevel(logging.ERROR)
     output = console()
     try:
         return int(args.run(args, output))

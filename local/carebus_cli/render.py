@@ -1,28 +1,13 @@
 """How the carebus command line draws what it found: tables, taken literally."""
 
-import sys
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from carebus_client.trace import Trace
-
-# Piped or captured output keeps whole ids on one line rather than squeezing tables to 80 columns.
-_PIPED_OUTPUT_WIDTH: Final = 200
-
-
-def console() -> Console:
-    # Bound to this stdout: the demo sends the handlers' prints elsewhere while it writes here.
-    console = Console(file=sys.stdout, highlight=False)
-    return (
-        console
-        if console.is_terminal
-        else Console(file=sys.stdout, highlight=False, width=_PIPED_OUTPUT_WIDTH)
-    )
 
 
 def text(value: Any) -> Text:

@@ -49,6 +49,7 @@ LOCAL_CREDENTIALS = {
 LOCAL_ENDPOINT_URL = "http://127.0.0.1:4566"
 LOCAL_REGION = "us-east-1"
 ENDPOINT_URL_VARIABLE = "CAREBUS_ENDPOINT_URL"
+API_URL_VARIABLE = "CAREBUS_API_URL"
 HOME_VARIABLE = "CAREBUS_HOME"
 
 _SIGN_IN_REFUSALS = frozenset(
@@ -83,21 +84,29 @@ class Target:
     endpoint_url: str | None
     region: str
     offline: bool
+    # Where the API is served when not at the ApiUrl output: an emulator serves it elsewhere, and a custom
+    # domain may front it.
+    api_url: str | None = None
 
     @classmethod
     def select(
-        cls, stack_name: str | None = None, endpoint_url: str | None = None, region: str | None = None
+        cls,
+        stack_name: str | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        api_url: str | None = None,
     ) -> "Target":
         endpoint = endpoint_url or os.environ.get(ENDPOINT_URL_VARIABLE) or None
+        api = api_url or os.environ.get(API_URL_VARIABLE) or None
         if stack_name is None:
-            return cls(DEFAULT_STACK_NAME, endpoint or LOCAL_ENDPOINT_URL, region or LOCAL_REGION, True)
+            return cls(DEFAULT_STACK_NAME, endpoint or LOCAL_ENDPOINT_URL, region or LOCAL_REGION, True, api)
         try:
             session_region = region or boto3.Session().region_name
         except ProfileNotFound as error:
             raise AuthenticationError(f"AWS profile problem: {error}") from None
         if not session_region:
             raise UsageError("no AWS region: pass --region or set AWS_REGION")
-        return cls(stack_name, endpoint, session_region, False)
+        return cls(stack_name, endpoint, session_region, False, api)
 
     @property
     def location(self) -> str:
@@ -192,8 +201,8 @@ class Stack:
             self._clients[service] = self.target.client(service)
         return self._clients[service]
 
-    def api(self, signed_in: "SignedIn") -> "ApiClient":
-        return ApiClient(self.output("ApiUrl"), signed_in.id_token)
+    def api(self, signed_in: "SignedIn", timeout_seconds: float = 30) -> "ApiClient":
+        return ApiClient(self.target.api_url or self.output("ApiUrl"), signed_in.id_token, timeout_seconds)
 
 
 # ----- signing in ----------------------------------------------------------------------------------------

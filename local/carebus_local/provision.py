@@ -5,6 +5,7 @@ resolving intrinsic functions the way CloudFormation would, and refuses resource
 """
 
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -101,7 +102,8 @@ class Provisioner:
             "AWS::Region": self.region,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": self.arn("cloudformation", f"stack/{self.stack_name}/local"),
+            # CloudFormation gives each stack instance a UUID of its own; so does a fresh offline stack.
+            "AWS::StackId": self.arn("cloudformation", f"stack/{self.stack_name}/{uuid.uuid4()}"),
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": _NO_VALUE,
@@ -151,6 +153,8 @@ class Provisioner:
                 return argument[0].join(str(item) for item in self.resolve(argument[1]))
             if name == "Fn::Select":
                 return self.resolve(argument[1])[int(self.resolve(argument[0]))]
+            if name == "Fn::Split":
+                return str(self.resolve(argument[1])).split(argument[0])
             if name.startswith("Fn::"):
                 raise UnsupportedResourceError(f"intrinsic function {name} is not supported offline")
         resolved = {key: self.resolve(item) for key, item in value.items()}

@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 
 from carebus_client.stacks import DEFAULT_STACK_NAME, LOCAL_CREDENTIALS
+from carebus_client.users import add_pool_user
 from carebus_local.apigateway import LocalRestApi
 from carebus_local.cognito import CognitoVerifier
 from carebus_local.delivery import RuleTargetDelivery
@@ -198,22 +199,8 @@ class OfflineRuntime:
     def _seed_users(self) -> None:
         assert self.stack is not None
         cognito = self.client("cognito-idp")
-        pool = self.stack.outputs["UserPoolId"]
         for username, groups in DEMO_USERS.values():
-            cognito.admin_create_user(
-                UserPoolId=pool,
-                Username=username,
-                MessageAction="SUPPRESS",
-                UserAttributes=[
-                    {"Name": "email", "Value": username},
-                    {"Name": "email_verified", "Value": "true"},
-                ],
-            )
-            cognito.admin_set_user_password(
-                UserPoolId=pool, Username=username, Password=DEMO_PASSWORD, Permanent=True
-            )
-            for group in groups:
-                cognito.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
+            add_pool_user(cognito, self.stack.outputs["UserPoolId"], username, DEMO_PASSWORD, groups)
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """The function's template environment, pointed at the local endpoint."""

@@ -1,6 +1,7 @@
 """template.yaml as CloudFormation: parsed with its short-form tags and translated by samtranslator."""
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ def translate(
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
+    # samtranslator logs its feature-toggle lookups at WARNING on every translation: routine, not news.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
     packaged = copy.deepcopy(sam_template)
     for logical_id, resource in packaged.get("Resources", {}).items():
         code_property = _CODE_PROPERTIES.get(resource.get("Type"))

@@ -11,11 +11,13 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from carebus_cli.cli import main
@@ -517,41 +519,89 @@ def without_aws_configuration() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_local_up_serves_until_ctrl_c_without_aws_credentials(tmp_path):
-    aws_port, api_port = free_ports("127.0.0.1", (0, 0))
-    env_json = tmp_path / "env.json"
-    command = [sys.executable, "-m", "carebus_cli.cli", "local", "up", "--port", str(aws_port)]
-    command += ["--api-port", str(api_port), "--env-json", str(env_json)]
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    startup: str  # what it printed up to the ready line
+
+
+@contextmanager
+def local_up(tmp_path: Path, *options: str, stop_with: int = signal.SIGINT) -> Iterator[Served]:
+    """`carebus local up` in a process of its own, until its ready line; stopped with a signal after."""
+    command = [sys.executable, "-m", "carebus_cli.cli", "local", "up", *options]
     environment = {**without_aws_configuration(), "PYTHONUNBUFFERED": "1", "CAREBUS_HOME": str(tmp_path)}
+    environment["COLUMNS"] = "200"
     errors = tmp_path / "stderr.txt"
     with (
         errors.open("w") as stderr,
         subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
             command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment
-        ) as served,
+        ) as process,
     ):
         # A start-up that never finishes fails the test rather than hanging it.
-        watchdog = threading.Timer(120, served.kill)
+        watchdog = threading.Timer(120, process.kill)
         watchdog.start()
-        assert served.stdout is not None
+        assert process.stdout is not None
         printed = []
-        for line in served.stdout:
+        for line in process.stdout:
             printed.append(line)
             if "Serving until Ctrl-C" in line:
                 break
-        startup = "".join(printed)
-        login = main(["--endpoint-url", f"http://127.0.0.1:{aws_port}", "login", "--as", "pharmacist"])
-        served.send_signal(signal.SIGINT)
-        served.communicate(timeout=30)
-        watchdog.cancel()
-
-    assert served.returncode == 0, errors.read_text()
+        try:
+            yield Served(process, "".join(printed))
+        finally:
+            process.send_signal(stop_with)
+            process.communicate(timeout=30)
+            watchdog.cancel()
+    assert process.returncode == 0, errors.read_text()
     assert "Traceback" not in errors.read_text()
+
+
+def test_local_up_serves_until_ctrl_c_without_aws_credentials(tmp_path):
+    aws_port, api_port = free_ports("127.0.0.1", (0, 0))
+    env_json = tmp_path / "env.json"
+    with local_up(
+        tmp_path, "--port", str(aws_port), "--api-port", str(api_port), "--env-json", str(env_json)
+    ) as up:
+        login = main(["--endpoint-url", f"http://127.0.0.1:{aws_port}", "login", "--as", "pharmacist"])
+
     for expected in (f"127.0.0.1:{aws_port}", f"http://127.0.0.1:{api_port}/v1", DEMO_PASSWORD, PHYSICIAN):
-        assert expected in startup
-    assert "UserPoolClientId" in startup
+        assert expected in up.startup
+    assert "UserPoolClientId" in up.startup
     assert set(json.loads(env_json.read_text())) >= {"IntakeFunction", "BillingFunction"}
     assert login == 0
+
+
+def test_local_up_takes_free_ports_parameters_and_lab_time_and_stops_on_sigterm(tmp_path):
+    options = ("--port", "0", "--api-port", "0", "--env-json", str(tmp_path / "env.json"))
+    options += ("--parameter-overrides", "LogRetentionInDays=7", "--retry-after", "2")
+    with local_up(tmp_path, *options, stop_with=signal.SIGTERM) as up:
+        endpoint = re.search(r"AWS endpoint\s+(http://127\.0\.0\.1:\d+)", up.startup)
+        assert endpoint, up.startup
+        logs = boto3.client(
+            "logs",
+            endpoint_url=endpoint[1],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        retention = {
+            group["logGroupName"]: group.get("retentionInDays")
+            for group in logs.describe_log_groups()["logGroups"]
+            if "Intake" in group["logGroupName"]
+        }
+
+    assert re.search(r"REST API\s+http://127\.0\.0\.1:\d+/v1", up.startup)
+    assert f"export CAREBUS_ENDPOINT_URL={endpoint[1]}" in up.startup
+    assert "parameter     LogRetentionInDays=7" in up.startup
+    assert "a failed message is retried after 2 s" in up.startup
+    assert retention
+    assert set(retention.values()) == {7}, retention
+
+
+def test_local_up_refuses_a_parameter_override_that_is_not_name_equals_value(capsys):
+    assert main(["local", "up", "--parameter-overrides", "LogRetentionInDays"]) == 2
+    assert "Name=Value" in capsys.readouterr().err
 
 
 @pytest.mark.slow

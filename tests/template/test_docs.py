@@ -21,8 +21,8 @@ def test_every_path_the_readme_names_exists():
 def test_every_make_target_the_readme_names_exists():
     readme = (PROJECT_ROOT / "README.md").read_text()
     makefile = (PROJECT_ROOT / "Makefile").read_text()
-    targets = set(re.findall(r"^([a-z-]+):", makefile, flags=re.MULTILINE))
-    named = set(re.findall(r"`make ([a-z-]+)`", readme))
+    targets = set(re.findall(r"^([a-z0-9-]+):", makefile, flags=re.MULTILINE))
+    named = set(re.findall(r"`make ([a-z0-9-]+)`", readme))
     assert named
     assert named <= targets
 

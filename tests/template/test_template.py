@@ -1014,7 +1014,10 @@ def test_the_powertools_layer_ships_the_release_that_pyproject_pins_and_the_venv
     function_globals = sam["Globals"]["Function"]
     python = function_globals["Runtime"].replace(".", "")
     (architecture,) = function_globals["Architectures"]
-    layer_arns = [sub_string(layer) or "" for layer in function_globals["Layers"]]
+    # The public layer unless PowertoolsLayerArn names another: Fn::If [condition, public, override].
+    layer_arns = [
+        sub_string(layer.get("Fn::If", [None, layer])[1]) or "" for layer in function_globals["Layers"]
+    ]
     powertools = [arn for arn in layer_arns if "AWSLambdaPowertoolsPython" in arn]
     assert len(powertools) == 1, f"one Powertools layer expected in Globals: {layer_arns}"
     match = re.fullmatch(
