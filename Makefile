@@ -10,10 +10,14 @@ STAMP := $(VENV)/.installed
 ENGINE_VENV := .venv-rehearse
 ENGINE_REQUIREMENTS := local/carebus_tooling/engine-requirements.txt
 ENGINE_STAMP := $(ENGINE_VENV)/.installed
+# checkov in a venv of its own: it pins a boto3 that conflicts with aws-sam-cli's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_REQUIREMENTS := local/carebus_tooling/checkov-requirements.txt
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo local chaos lint validate cfn-lint unit test build rehearse e2e deploy openapi clean
+.PHONY: help venv demo local chaos lint validate cfn-lint checkov unit test build rehearse e2e deploy contract clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,12 +28,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# A tool pinned in a venv of its own, whose pins clash with the development ones: $(call tool_venv,DIR,REQUIREMENTS)
+define tool_venv
+	@echo "Installing $(2) into $(1)"
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --upgrade pip
+	$(1)/bin/pip install --quiet -r $(2)
+	touch $(1)/.installed
+endef
+
 $(ENGINE_STAMP): $(ENGINE_REQUIREMENTS)
-	@echo "Installing the rehearsal engine (MiniStack) into $(ENGINE_VENV)"
-	$(PYTHON) -m venv $(ENGINE_VENV)
-	$(ENGINE_VENV)/bin/pip install --quiet --upgrade pip
-	$(ENGINE_VENV)/bin/pip install --quiet -r $(ENGINE_REQUIREMENTS)
-	touch $@
+	$(call tool_venv,$(ENGINE_VENV),$(ENGINE_REQUIREMENTS))
+
+$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS)
+	$(call tool_venv,$(CHECKOV_VENV),$(CHECKOV_REQUIREMENTS))
 
 venv: $(STAMP) ## Create .venv with Python 3.13 and the development dependencies
 
@@ -52,10 +64,13 @@ validate: $(STAMP) ## sam validate --lint over template.yaml
 cfn-lint: $(STAMP) ## cfn-lint with the serverless rules over template.yaml
 	$(BIN)/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
 
+checkov: $(CHECKOV_STAMP) ## checkov over template.yaml (SAM resources included); skips are in each resource's Metadata
+	$(CHECKOV_VENV)/bin/checkov --skip-download --framework cloudformation --quiet --compact -f template.yaml
+
 unit: $(STAMP) ## Only the pure unit tests (fast)
 	$(BIN)/pytest tests/unit -q
 
-test: lint validate cfn-lint ## Every gate: ruff, sam validate --lint, cfn-lint, pytest
+test: lint validate cfn-lint checkov ## Every gate: ruff, sam validate --lint, cfn-lint, checkov, pytest
 	$(BIN)/pytest -q -n auto --dist loadfile
 
 build: $(STAMP) ## sam build without a container (works offline)
@@ -71,8 +86,8 @@ e2e: $(STAMP) ## The end-to-end suite against a deployed stack: CAREBUS_STACK=ca
 deploy: build ## sam build, then sam deploy --config-env dev (needs AWS credentials)
 	$(BIN)/sam deploy --config-env dev
 
-openapi: $(STAMP) ## Regenerate docs/openapi.yaml from the domain models
-	$(BIN)/python -m carebus_tooling.openapi
+contract: $(STAMP) ## Regenerate the request contract (template.yaml Models, docs/openapi.yaml) from the domain models
+	$(BIN)/python -m carebus_tooling.contract
 
 clean: ## Remove the venv and build output
-	rm -rf $(VENV) $(ENGINE_VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(ENGINE_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis

@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from carebus.adapters.api import caller_of, install_problem_answers, read_json_body
+from carebus.adapters.api import caller_of, install_problem_answers, parse_body
 from carebus.adapters.approval_workflow import decide_approval, load_approval
 from carebus.adapters.dynamo import Table
 from carebus.approvals import ApprovalStatus, DecisionRequest, approval_view
@@ -57,7 +57,7 @@ def read_approval(approval_id: str) -> dict[str, Any]:
 def decide(approval_id: str) -> dict[str, Any]:
     caller = caller_of(app)
     caller.require(Role.PHARMACIST)
-    request = DecisionRequest.model_validate(read_json_body(app))
+    request = parse_body(app, DecisionRequest)
     logger.append_keys(approval_id=approval_id)
     decided = decide_approval(
         approvals, stepfunctions, approval_id, request, caller.subject, datetime.now(UTC), logger

@@ -47,8 +47,9 @@ def _only(record: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, A
 
 def visible_encounter(caller: Caller, encounter_id: str) -> StoredEncounter:
     """The encounter if this caller may see it; otherwise not found, so ids cannot be probed."""
-    if not _ENCOUNTER_ID.match(encounter_id):
-        raise EncounterNotFoundError(f"no encounter {encounter_id}")
+    if not _ENCOUNTER_ID.fullmatch(encounter_id):
+        # Never quoted back: it may be anything, of any length.
+        raise EncounterNotFoundError("no encounter has this id")
     encounter = load_encounter(encounters, encounter_id)
     if encounter.submitted_by != caller.subject and not caller.has(Role.PHARMACIST):
         raise EncounterNotFoundError(f"no encounter {encounter_id}")

@@ -22,8 +22,8 @@ from carebus.adapters.api import (
     aws_failure_response,
     caller_of,
     install_problem_answers,
+    parse_body,
     problem_response,
-    read_json_body,
     validate_together,
 )
 from carebus.adapters.dynamo import Table
@@ -75,7 +75,7 @@ def submit_encounter() -> Response:
     key = app.current_event.headers.get("idempotency-key")
     header, request = validate_together(
         lambda: IdempotencyHeader.model_validate({} if key is None else {"Idempotency-Key": key}),
-        lambda: EncounterRequest.model_validate(read_json_body(app)),
+        lambda: parse_body(app, EncounterRequest),
     )
     submission = {"caller": caller.subject, "idempotencyKey": header.key, "bodyHash": body_hash(request)}
     encounter_id = accept(submission=submission, request=request)["encounterId"]

@@ -2,7 +2,7 @@
 
   carebus local up                      serve the whole stack offline until Ctrl-C
   carebus demo                          run the scripted scenario on a fresh offline stack
-  carebus login --as physician          sign in (or --username NAME [--password P])
+  carebus login --as physician          sign in (or --username NAME [--password P] [--mfa-code CODE])
   carebus submit FILE                   POST /encounters with an encounter body or API event file
   carebus trace ENCOUNTER_ID            one encounter's path through the stack, with times
   carebus approvals list|show|approve|reject
@@ -90,7 +90,7 @@ def run_login(args: argparse.Namespace, console: Console) -> int:
             args.password if args.password is not None else getpass.getpass(f"Password for {username}: ")
         )
     stack = Stack.find(target)
-    signed_in = sign_in(stack, username, password)
+    signed_in = sign_in(stack, username, password, args.mfa_code)
     SessionStore().save(target, signed_in)
     console.print(
         f"Signed in to {stack.name} ({target.location}) as {username} "
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--as", dest="role", choices=sorted(DEMO_USERS), help="a demo user of an offline stack")
     who.add_argument("--username", help="a Cognito user of the stack")
     login.add_argument("--password", help="the user's password (asked without echo if left out)")
+    login.add_argument(
+        "--mfa-code", help="the current code of the user's authenticator app (TOTP), if enrolled"
+    )
 
     submit = _command(commands, "submit", run_submit, "submit an encounter (POST /encounters)")
     submit.add_argument("file", type=Path, help="a JSON encounter body, or an API event file with a body")

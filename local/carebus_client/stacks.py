@@ -58,8 +58,15 @@ _SIGN_IN_REFUSALS = frozenset(
         "UserNotFoundException",
         "UserNotConfirmedException",
         "PasswordResetRequiredException",
+        "CodeMismatchException",
+        "ExpiredCodeException",
     }
 )
+# What a user must do before Cognito hands out tokens, by the challenge it answered with.
+_CHALLENGE_HINTS = {
+    "SOFTWARE_TOKEN_MFA": "the current code of the user's authenticator app is needed",
+    "MFA_SETUP": "the pool requires MFA: the user must enrol an authenticator app first (docs/security.md)",
+}
 _AWS_CREDENTIAL_REFUSALS = frozenset(
     {
         "ExpiredToken",
@@ -219,16 +226,28 @@ class SignedIn:
         return datetime.now(UTC) >= self.expires_at
 
 
-def sign_in(stack: Stack, username: str, password: str) -> SignedIn:
-    """USER_PASSWORD_AUTH on the stack's app client; the ID token is what API Gateway's authorizer takes."""
+def sign_in(stack: Stack, username: str, password: str, mfa_code: str | None = None) -> SignedIn:
+    """USER_PASSWORD_AUTH on the stack's app client; the ID token is what API Gateway's authorizer takes.
+    A user with a TOTP authenticator answers the SOFTWARE_TOKEN_MFA challenge with its current code."""
     cognito = stack.client("cognito-idp")
+    client_id = stack.output("UserPoolClientId")
     with aws_errors(stack.target):
         try:
             answer = cognito.initiate_auth(
-                ClientId=stack.output("UserPoolClientId"),
+                ClientId=client_id,
                 AuthFlow="USER_PASSWORD_AUTH",
                 AuthParameters={"USERNAME": username, "PASSWORD": password},
             )
+            if answer.get("ChallengeName") == "SOFTWARE_TOKEN_MFA" and mfa_code:
+                answer = cognito.respond_to_auth_challenge(
+                    ClientId=client_id,
+                    ChallengeName="SOFTWARE_TOKEN_MFA",
+                    Session=answer["Session"],
+                    ChallengeResponses={
+                        "USERNAME": answer.get("ChallengeParameters", {}).get("USER_ID_FOR_SRP", username),
+                        "SOFTWARE_TOKEN_MFA_CODE": mfa_code,
+                    },
+                )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _SIGN_IN_REFUSALS:
                 message = error.response["Error"].get("Message", "refused")
@@ -236,7 +255,8 @@ def sign_in(stack: Stack, username: str, password: str) -> SignedIn:
             raise
     if "AuthenticationResult" not in answer:
         challenge = answer.get("ChallengeName", "an unknown")
-        raise AuthenticationError(f"sign-in as {username} needs the {challenge} challenge answered first")
+        hint = _CHALLENGE_HINTS.get(challenge, f"the {challenge} challenge must be answered first")
+        raise AuthenticationError(f"sign-in as {username} is not complete: {hint}")
     result = answer["AuthenticationResult"]
     return SignedIn(
         username=username,

@@ -22,6 +22,7 @@ from referencing.jsonschema import DRAFT4
 from carebus_local.cognito import MONTHS, CognitoVerifier, Unauthorized, as_text
 from carebus_local.gateway_responses import (
     INTEGRATION_FAILED,
+    INTERNAL_ERROR,
     MISSING_AUTHENTICATION_TOKEN,
     UNCUSTOMIZED,
     GatewayError,
@@ -39,6 +40,8 @@ Invoke = Callable[[str, dict[str, Any]], Any]
 
 _ANY_METHOD: Final = "x-amazon-apigateway-any-method"
 _HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "options", "head", "patch", _ANY_METHOD})
+# What ANY stands for; API Gateway has no method for anything else (TRACE, CONNECT, PROPFIND...).
+_ANY_COVERS: Final = frozenset(method.upper() for method in _HTTP_METHODS - {_ANY_METHOD})
 _FUNCTION_IN_URI: Final = re.compile(r"/functions/(?P<arn>.+)/invocations$")
 # The base URI the API definition is registered under, so models' "#/components/schemas/..." refs resolve.
 _API_DOCUMENT: Final = "urn:carebus-local:rest-api"
@@ -163,6 +166,10 @@ class LocalRestApi:
         self.account_id = account_id
         self._invoke = invoke
         self._verifier = verifier
+        self._binary_media_types = tuple(
+            _media_type_pattern(media_type)
+            for media_type in body.get("x-amazon-apigateway-binary-media-types", [])
+        )
         self._gateway_responses = {
             response_type: GatewayResponse.from_definition(definition)
             for response_type, definition in body.get("x-amazon-apigateway-gateway-responses", {}).items()
@@ -188,30 +195,44 @@ class LocalRestApi:
     def handle(
         self, method: str, path: str, query_string: str, headers: Headers, body: bytes, source_ip: str
     ) -> HttpResponse:
-        """Answer one request as the deployed stage would: route, authorize, validate, invoke."""
+        """Answer one request as the deployed stage would: route, authorize, validate, invoke. Always an
+        answer: a failure of the emulation itself is the API's DEFAULT_5XX response, not an exception."""
         request = _Request(method, path, query_string, headers, body, source_ip)
+        try:
+            return self._answer(request)
+        except Exception:
+            logger.exception("%s %s: the emulated gateway failed", method, path)
+            return self._gateway_response(INTERNAL_ERROR, request.request_id)
+
+    def refusal(self, error: GatewayError) -> HttpResponse:
+        """The API's gateway response for a request answered without handle(): the HTTP server could not
+        read it as framed, or failed itself."""
+        return self._gateway_response(error, str(uuid.uuid4()))
+
+    def _answer(self, request: _Request) -> HttpResponse:
+        method, path = request.method, request.path
         match = self._match(request)
         if match is None:
-            return self._gateway_response(MISSING_AUTHENTICATION_TOKEN, request)
+            return self._gateway_response(MISSING_AUTHENTICATION_TOKEN, request.request_id)
         claims = None
         if match.operation.provider_arns:
             assert self._verifier is not None  # the constructor refuses an authorized API without one
             try:
                 claims = self._verifier.verify(request.header("Authorization"), match.operation.provider_arns)
             except Unauthorized as refused:
-                return self._gateway_response(unauthorized(refused.message), request)
+                return self._gateway_response(unauthorized(refused.message), request.request_id)
         refusal = self._body_refusal(match.operation, request)
         if refusal is not None:
-            return self._gateway_response(bad_request_body(refusal), request)
+            return self._gateway_response(bad_request_body(refusal), request.request_id)
         try:
             result = self._invoke(match.operation.function_arn, self._proxy_event(request, match, claims))
         except Exception:
             logger.exception("%s %s: the function %s failed", method, path, match.operation.function_arn)
-            return self._gateway_response(INTEGRATION_FAILED, request)
+            return self._gateway_response(INTEGRATION_FAILED, request.request_id)
         response = _http_response_of(result, request.request_id)
         if response is None:
             logger.error("%s %s: malformed Lambda proxy response %r", method, path, result)
-            return self._gateway_response(INTEGRATION_FAILED, request)
+            return self._gateway_response(INTEGRATION_FAILED, request.request_id)
         return response
 
     def _match(self, request: _Request) -> _Match | None:
@@ -228,7 +249,9 @@ class LocalRestApi:
             found = resource.pattern.fullmatch(resource_path)
             if found is None:
                 continue
-            operation = resource.operations.get(request.method) or resource.operations.get("ANY")
+            operation = resource.operations.get(request.method)
+            if operation is None and request.method in _ANY_COVERS:
+                operation = resource.operations.get("ANY")
             if operation is None:
                 return None
             # Path parameters stay percent-encoded, as REST APIs pass them.
@@ -248,10 +271,7 @@ class LocalRestApi:
         """The Lambda proxy event, shaped like events/intake/submit_encounter.json."""
         multi_value_headers = _grouped(request.headers)
         multi_value_query = _grouped(parse_qsl(request.query_string, keep_blank_values=True))
-        try:
-            body, is_base64 = (request.body.decode("utf-8") if request.body else None), False
-        except UnicodeDecodeError:
-            body, is_base64 = base64.b64encode(request.body).decode("ascii"), True
+        body, is_base64 = self._event_body(request)
         now = datetime.now(UTC)
         resource = match.operation.resource
         context: dict[str, Any] = {
@@ -285,14 +305,33 @@ class LocalRestApi:
             "isBase64Encoded": is_base64,
         }
 
-    def _gateway_response(self, error: GatewayError, request: _Request) -> HttpResponse:
+    def _event_body(self, request: _Request) -> tuple[str | None, bool]:
+        """The event's body and isBase64Encoded: base64 only for a Content-Type the API's binaryMediaTypes
+        match (the template declares none). Any other body is text, as API Gateway passes it: UTF-8, what
+        is not UTF-8 replaced by U+FFFD. Not surrogateescape: lone surrogates are no UTF-8, so no Lambda
+        event could carry them. The function (carebus.adapters.api.request_body) still refuses what it
+        cannot read: a binary body is seldom JSON once replaced, so its parser answers "not JSON"; and
+        application/json bodies meet the strict UTF-8 parse of the model validation before any function."""
+        if not request.body:
+            return None, False
+        media_type = (request.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if any(pattern.fullmatch(media_type) for pattern in self._binary_media_types):
+            return base64.b64encode(request.body).decode("ascii"), True
+        return request.body.decode("utf-8", errors="replace"), False
+
+    def _gateway_response(self, error: GatewayError, request_id: str) -> HttpResponse:
         """API Gateway's own answer, from the API's response of that type, else its DEFAULT_4XX/5XX."""
         fallback = self._gateway_responses.get("DEFAULT_4XX" if error.status < 500 else "DEFAULT_5XX")
         configured = self._gateway_responses.get(error.response_type) or fallback or UNCUSTOMIZED
-        return configured.render(error, request.request_id)
+        return configured.render(error, request_id)
 
 
 # ----- helpers -------------------------------------------------------------------------------------------
+def _media_type_pattern(media_type: str) -> re.Pattern[str]:
+    """A binaryMediaTypes entry as a pattern: "*" stands for any name ("image/*", "*/*")."""
+    return re.compile(".*".join(re.escape(part) for part in media_type.strip().lower().split("*")))
+
+
 def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     """Values by name in arrival order; names that differ only in case join the first spelling."""
     grouped: dict[str, list[str]] = {}

@@ -306,9 +306,18 @@ def _user_pool(p: "Provisioner", logical_id: str, props: dict[str, Any]) -> Prov
         )
         if name in props
     }
-    pool = p.client("cognito-idp").create_user_pool(
+    cognito = p.client("cognito-idp")
+    pool = cognito.create_user_pool(
         PoolName=props.get("UserPoolName") or p.physical_name(logical_id), **request
     )["UserPool"]
+    # As CloudFormation does: MfaConfiguration and EnabledMfas become the pool's MFA configuration. The
+    # feature plan and threat protection (UserPoolTier, UserPoolAddOns) have no offline counterpart.
+    if props.get("MfaConfiguration", "OFF") != "OFF":
+        cognito.set_user_pool_mfa_config(
+            UserPoolId=pool["Id"],
+            MfaConfiguration=props["MfaConfiguration"],
+            SoftwareTokenMfaConfiguration={"Enabled": "SOFTWARE_TOKEN_MFA" in props.get("EnabledMfas", [])},
+        )
     provider = f"cognito-idp.{p.region}.amazonaws.com/{pool['Id']}"
     return Provisioned(
         pool["Id"], {"Arn": pool["Arn"], "ProviderName": provider, "ProviderURL": f"https://{provider}"}

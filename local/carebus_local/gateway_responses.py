@@ -30,54 +30,40 @@ MISSING_AUTHENTICATION_TOKEN: Final = GatewayError(
 INTEGRATION_FAILED: Final = GatewayError(
     "DEFAULT_5XX", 502, "Internal server error", "InternalServerErrorException"
 )
+# The emulator itself failed (a bug, not the function): a dropped connection would tell the client less.
+INTERNAL_ERROR: Final = GatewayError(
+    "DEFAULT_5XX", 500, "Internal server error", "InternalServerErrorException"
+)
+# A payload above API Gateway's hard 10 MB quota.
+REQUEST_TOO_LARGE: Final = GatewayError(
+    "REQUEST_TOO_LARGE", 413, "Request Too Long", "RequestTooLargeException"
+)
 # What API Gateway answers for a response type the API does not customize.
 _DEFAULT_TEMPLATE: Final = '{"message":$context.error.messageString}'
-# A $context reference, maybe inside $util.escapeJavaScript(...), maybe followed by .replaceAll("a","b") calls
-# (AWS's documented way to turn the \' that escapeJavaScript writes back into a JSON-safe ').
-_VTL_REFERENCE: Final = re.compile(
-    r"(?P<escape>\$util\.escapeJavaScript\()?(?P<name>\$context(?:\.\w+(?!\())+)(?(escape)\))"
-    r'(?P<calls>(?:\.replaceAll\("[^"]*",\s*"[^"]*"\))*)'
-)
-_REPLACE_ALL: Final = re.compile(r'\.replaceAll\("([^"]*)",\s*"([^"]*)"\)')
+# Gateway response templates are not VTL: API Gateway substitutes $context variables and nothing else.
+_CONTEXT_REFERENCE: Final = re.compile(r"\$context(?:\.\w+)+")
 _HEADER_PARAMETER: Final = "gatewayresponse.header."
+# fge's validator parses with Jackson, which (from 2.15, by default) refuses documents nested deeper than
+# this. A fixed depth also keeps the answer a 400 whatever Python's recursion limits happen to be.
+MAX_NESTING_DEPTH: Final = 1000
+_TOO_DEEP: Final = f"[Invalid JSON: the document is nested deeper than {MAX_NESTING_DEPTH} levels]"
 
 
 def unauthorized(message: str) -> GatewayError:
     return GatewayError("UNAUTHORIZED", 401, message, "UnauthorizedException")
 
 
+def unreadable_request(message: str) -> GatewayError:
+    """A request whose framing (its Content-Length) cannot be trusted, refused before any route is looked
+    for. Not BAD_REQUEST_BODY, whose template speaks of the body's model; the API's DEFAULT_4XX carries
+    the message."""
+    return GatewayError("DEFAULT_4XX", 400, message, "BadRequestException")
+
+
 def bad_request_body(validation_error: str) -> GatewayError:
     return GatewayError(
         "BAD_REQUEST_BODY", 400, "Invalid request body", "BadRequestException", validation_error
     )
-
-
-_JAVASCRIPT_ESCAPES: Final = {
-    "'": "\\'",
-    '"': '\\"',
-    "\\": "\\\\",
-    "/": "\\/",
-    "\b": "\\b",
-    "\n": "\\n",
-    "\t": "\\t",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _escape_javascript(text: str) -> str:
-    """$util.escapeJavaScript: Apache Commons' JavaScript escaping, single quotes and slashes included."""
-    escaped = []
-    for character in text:
-        if character in _JAVASCRIPT_ESCAPES:
-            escaped.append(_JAVASCRIPT_ESCAPES[character])
-        elif " " <= character <= "~":
-            escaped.append(character)
-        else:
-            # Java strings are UTF-16: a character beyond the BMP becomes two escaped surrogates.
-            units = character.encode("utf-16-be")
-            escaped.extend(f"\\u{units[i] << 8 | units[i + 1]:04X}" for i in range(0, len(units), 2))
-    return "".join(escaped)
 
 
 @dataclass(frozen=True)
@@ -100,6 +86,11 @@ class GatewayResponse:
                 raise UnsupportedApiFeatureError(f"gateway response parameter {name} is not a quoted literal")
             headers.append((name.removeprefix(_HEADER_PARAMETER), value[1:-1]))
         status = definition.get("statusCode")
+        for template in templates.values():
+            if "$util" in template or "#set" in template or "#if" in template:
+                raise UnsupportedApiFeatureError(
+                    "a gateway response template is not VTL: API Gateway substitutes $context variables only"
+                )
         return cls(
             status=int(status) if status is not None else None,
             template=templates.get("application/json") or next(iter(templates.values()), _DEFAULT_TEMPLATE),
@@ -117,21 +108,14 @@ class GatewayResponse:
         }
 
         def substitute(reference: re.Match[str]) -> str:
-            if reference["name"] not in variables:
-                return reference.group(0)  # Velocity leaves a reference it cannot resolve as written
-            value = variables[reference["name"]]
-            if reference["escape"]:
-                value = _escape_javascript(value)
-            # Java's replaceAll takes a regular expression; the replacements used here are literal text.
-            for pattern, replacement in _REPLACE_ALL.findall(reference["calls"]):
-                value = re.sub(pattern, lambda _, literal=replacement: literal, value)
-            return value
+            # A reference it cannot resolve is left as written.
+            return variables.get(reference.group(0), reference.group(0))
 
         headers = list(self.headers)
         if not has_header(headers, "Content-Type"):
             headers.append(("Content-Type", "application/json"))
         headers += [("x-amzn-RequestId", request_id), ("x-amzn-ErrorType", error.error_type)]
-        body = _VTL_REFERENCE.sub(substitute, self.template).encode()
+        body = _CONTEXT_REFERENCE.sub(substitute, self.template).encode()
         # A status set on DEFAULT_4XX/DEFAULT_5XX applies to every response type it stands in for.
         return HttpResponse(self.status or error.status, headers, body)
 
@@ -212,6 +196,19 @@ def _violation_message(error: ValidationError) -> str:
     return error.message
 
 
+def _nesting_depth(document: Any) -> int:
+    """How deep arrays and objects nest, stopping once past MAX_NESTING_DEPTH. Counted with a list, not
+    recursion: deep nesting is what it looks for."""
+    deepest = 0
+    pending = [(document, 1)] if isinstance(document, dict | list) else []
+    while pending and deepest <= MAX_NESTING_DEPTH:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def validation_error_string(validator: Draft4Validator, body: bytes) -> str | None:
     """$context.error.validationErrorString for a body the model refuses; None when the body passes."""
     try:
@@ -219,9 +216,17 @@ def validation_error_string(validator: Draft4Validator, body: bytes) -> str | No
         document = json.loads(body.decode("utf-8") or "{}")
     except ValueError as unreadable:
         return f"[Invalid JSON: {unreadable}]"
+    except RecursionError:
+        return _TOO_DEEP
+    if _nesting_depth(document) > MAX_NESTING_DEPTH:
+        return _TOO_DEEP
     messages: list[str] = []
-    for violation in validator.iter_errors(document):
-        message = _violation_message(violation)
-        if message not in messages:
-            messages.append(message)
+    try:
+        for violation in validator.iter_errors(document):
+            message = _violation_message(violation)
+            if message not in messages:
+                messages.append(message)
+    except RecursionError:
+        # jsonschema and the messages (which quote the instance) recurse; a thread's stack may be shallow.
+        return _TOO_DEEP
     return f"[{', '.join(messages)}]" if messages else None

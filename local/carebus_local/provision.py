@@ -1,7 +1,8 @@
 """Provision the translated template on moto (or any endpoint boto3 reaches): one creator per resource type.
 
 Nothing here knows carebus's queues, filters, routes or rules: it creates what the template declares,
-resolving intrinsic functions the way CloudFormation would, and refuses resource types it cannot create.
+resolving intrinsic functions the way CloudFormation would, and refuses resource types it cannot create
+(unless the resource's condition is false: it is not created at all).
 """
 
 import re
@@ -185,8 +186,14 @@ class Provisioner:
             )
             for logical_id, resource in resources.items()
         }
+        # A resource whose condition is false is never created, so its type need not be creatable offline.
         unsupported = sorted(
-            {resource["Type"] for resource in resources.values() if resource["Type"] not in self.creators}
+            {
+                resource["Type"]
+                for resource in resources.values()
+                if resource["Type"] not in self.creators
+                and ("Condition" not in resource or self.condition(resource["Condition"]))
+            }
         )
         if unsupported:
             raise UnsupportedResourceError(

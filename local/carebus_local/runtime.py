@@ -8,7 +8,7 @@ import threading
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from carebus_client.stacks import DEFAULT_STACK_NAME, LOCAL_CREDENTIALS
 from carebus_client.users import add_pool_user
+from carebus_local.api_server import DEFAULT_READ_TIMEOUT_SECONDS, api_server
 from carebus_local.apigateway import LocalRestApi
 from carebus_local.cognito import CognitoVerifier
 from carebus_local.delivery import RuleTargetDelivery
@@ -59,6 +60,9 @@ class RuntimeOptions:
     # idempotency records last as long as that invocation could).
     retry_failed_after_seconds: int | None = None
     env_json_path: Path | None = None
+    # How long the local API waits on a client that has gone quiet mid-request before answering 400 and
+    # closing; tests shorten it rather than wait out the default.
+    api_read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
 
 
 class OfflineRuntime:
@@ -75,6 +79,7 @@ class OfflineRuntime:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: Any = None
+        self.rest_api: LocalRestApi | None = None
         self._http: ThreadingHTTPServer | None = None
         self._saved_environment: dict[str, str | None] = {}
 
@@ -300,7 +305,7 @@ class OfflineRuntime:
     def _start_api(self) -> None:
         assert self.stack is not None
         [api] = self.stack.rest_apis.values()
-        rest_api = LocalRestApi(
+        self.rest_api = LocalRestApi(
             body=api["body"],
             stage=self._stage(),
             api_id=api["id"],
@@ -309,8 +314,9 @@ class OfflineRuntime:
             invoke=self.invoke_arn,
             verifier=CognitoVerifier(self.client("cognito-idp"), self.endpoint_url, self.options.region),
         )
-        handler = type("Handler", (_ApiRequestHandler,), {"rest_api": rest_api})
-        self._http = ThreadingHTTPServer((self.options.host, self.options.api_port), handler)
+        self._http = api_server(
+            self.rest_api, self.options.host, self.options.api_port, self.options.api_read_timeout_seconds
+        )
         self._spawn("api", self._http.serve_forever)
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
@@ -328,30 +334,3 @@ class _Invoker:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         return self.runtime.invoke(self.logical_id, event)
-
-
-class _ApiRequestHandler(BaseHTTPRequestHandler):
-    """HTTP in, LocalRestApi, HTTP out."""
-
-    rest_api: LocalRestApi
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        path, _, query = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        response = self.rest_api.handle(
-            self.command, path, query, list(self.headers.items()), body, self.client_address[0]
-        )
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() != "content-length":
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("api %s", format % args)

@@ -1,6 +1,8 @@
 """docs/openapi.yaml, generated: paths and answers written here, request schemas from the domain models.
 
-`make openapi` rewrites the file; a test fails when the file and this generator disagree.
+`make contract` rewrites the file (carebus_tooling.contract); a test fails when it and this generator
+disagree. Links between operations say where an id comes from, so a stateful client (or fuzzer) can follow
+them: an accepted encounter to its state, an approval in the list to its decision.
 """
 
 import json
@@ -8,15 +10,29 @@ from typing import Any
 
 import yaml
 
-from carebus.approvals import ApprovalStatus, DecisionRequest
-from carebus.models import EncounterRequest
+from carebus.approvals import APPROVAL_ID_PATTERN, ApprovalStatus, DecisionRequest
+from carebus.messages import ENCOUNTER_ID_PATTERN
+from carebus.models import FUNCTION_ONLY_RULES, EncounterRequest
 from carebus.submission import IdempotencyHeader
 from carebus_local.template import PROJECT_ROOT
 
 OPENAPI_PATH = PROJECT_ROOT / "docs" / "openapi.yaml"
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _APPROVAL_STATUSES = [status.value for status in ApprovalStatus]
-_APPROVAL_ID = {"name": "approvalId", "in": "path", "required": True, "schema": {"type": "string"}}
+_APPROVAL_ID = {
+    "name": "approvalId",
+    "in": "path",
+    "required": True,
+    "description": "An id that cannot exist is 404 before anything is read",
+    "schema": {"type": "string", "pattern": APPROVAL_ID_PATTERN},
+}
+_ENCOUNTER_ID = {
+    "name": "encounterId",
+    "in": "path",
+    "required": True,
+    "description": "An id that cannot exist is 404 before anything is read",
+    "schema": {"type": "string", "format": "uuid", "pattern": ENCOUNTER_ID_PATTERN},
+}
 
 
 def _problems(*statuses: str) -> dict[str, Any]:
@@ -64,8 +80,8 @@ def _components_schemas() -> dict[str, Any]:
     }
     schemas["Problem"] = {
         "type": "object",
-        "description": "RFC 9457 problem details. The functions' field errors never echo submitted values; "
-        "API Gateway's model check (detail only) may quote a refused value back to its sender.",
+        "description": "RFC 9457 problem details. Field errors never echo submitted values; a body the "
+        "gateway's model check refused is one error at the field `body` (code `gateway_model`).",
         "required": ["type", "title", "status"],
         "properties": {
             "type": {"type": "string", "format": "uri"},
@@ -127,9 +143,13 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "carebus API",
             "version": "1",
-            "description": "Every route needs a Cognito ID token in the Authorization header. "
-            "Errors are application/problem+json.",
+            "description": "Every route needs a Cognito ID token in the Authorization header. Bodies are "
+            "`application/json` (UTF-8), anything else is 415; values are taken as sent, with strict types "
+            "(an integer is a JSON integer). Errors are application/problem+json. A request this description "
+            "allows is refused only for a rule the function alone applies, by its error code:\n\n"
+            + "".join(f"- `{code}`: {rule}\n" for code, rule in FUNCTION_ONLY_RULES.items()),
         },
+        "x-function-only-rules": dict(FUNCTION_ONLY_RULES),
         "servers": [
             {
                 "url": "https://{apiId}.execute-api.{region}.amazonaws.com/v1",
@@ -140,6 +160,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/encounters": {
                 "post": {
+                    "operationId": "submitEncounter",
                     "summary": "Submit an encounter (physicians)",
                     "parameters": [
                         {
@@ -164,6 +185,12 @@ def openapi_document() -> dict[str, Any]:
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                             },
+                            "links": {
+                                "EncounterState": {
+                                    "operationId": "getEncounter",
+                                    "parameters": {"encounterId": "$response.body#/encounterId"},
+                                }
+                            },
                         },
                         **_problems("400", "401", "403", "409", "413", "415"),
                     },
@@ -171,10 +198,9 @@ def openapi_document() -> dict[str, Any]:
             },
             "/encounters/{encounterId}": {
                 "get": {
+                    "operationId": "getEncounter",
                     "summary": "Where an encounter got to (its physician; pharmacists see prescriptions)",
-                    "parameters": [
-                        {"name": "encounterId", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
+                    "parameters": [_ENCOUNTER_ID],
                     "responses": {
                         "200": {
                             "description": "The downstream state",
@@ -190,6 +216,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/approvals": {
                 "get": {
+                    "operationId": "listApprovals",
                     "summary": "Approvals by status, oldest request first (pharmacists)",
                     "parameters": [
                         {
@@ -218,6 +245,16 @@ def openapi_document() -> dict[str, Any]:
                                     }
                                 }
                             },
+                            "links": {
+                                "OldestApproval": {
+                                    "operationId": "getApproval",
+                                    "parameters": {"approvalId": "$response.body#/approvals/0/approvalId"},
+                                },
+                                "DecideOldestApproval": {
+                                    "operationId": "decideApproval",
+                                    "parameters": {"approvalId": "$response.body#/approvals/0/approvalId"},
+                                },
+                            },
                         },
                         **_problems("400", "401", "403"),
                     },
@@ -225,6 +262,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/approvals/{approvalId}": {
                 "get": {
+                    "operationId": "getApproval",
                     "summary": "One approval (pharmacists)",
                     "parameters": [_APPROVAL_ID],
                     "responses": {
@@ -240,6 +278,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/approvals/{approvalId}/decision": {
                 "post": {
+                    "operationId": "decideApproval",
                     "summary": "Approve or reject (pharmacists; never one's own prescription)",
                     "parameters": [_APPROVAL_ID],
                     "requestBody": {
@@ -291,14 +330,6 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    header = "# Generated by `make openapi` from local/carebus_tooling/openapi.py and the domain models.\n"
+def render_openapi() -> str:
+    header = "# Generated by `make contract` from local/carebus_tooling/openapi.py and the domain models.\n"
     return header + yaml.safe_dump(openapi_document(), sort_keys=False, width=110)
-
-
-def main() -> None:
-    OPENAPI_PATH.write_text(render())
-
-
-if __name__ == "__main__":
-    main()

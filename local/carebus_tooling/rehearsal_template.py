@@ -21,6 +21,10 @@ NOT_REHEARSED: Final[Mapping[str, str]] = {
     "CarebusBusArchive": "MiniStack has no CloudFormation provisioner for AWS::Events::Archive",
     "AuditEventCountsQuery": "MiniStack has no CloudFormation provisioner for AWS::Logs::QueryDefinition",
     "PrescriptionApprovalFailedAlarm": "MiniStack creates no alarm on metric math (Metrics, Expression)",
+    "CarebusApiWebAclAssociation": (
+        "MiniStack has no CloudFormation provisioner for AWS::WAFv2::WebACLAssociation "
+        "(the rehearsal's parameters leave the web ACL off anyway: EnableWaf=false)"
+    ),
 }
 # What the rehearsal deploys but the engine does not enforce or do as AWS does: read it as no more than it is.
 NOT_ENFORCED: Final = (

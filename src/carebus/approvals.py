@@ -1,18 +1,20 @@
 """Controlled-substance approvals: the decision a pharmacist sends, who may make it, what others see, and
 how to read from the workflow's history whether a decision reached it."""
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from carebus.errors import ConflictError, ForbiddenError, MalformedMessageError, ServiceUnavailableError
-from carebus.models import field_error
+from carebus.messages import ENCOUNTER_ID_PATTERN
+from carebus.models import FREE_TEXT_METADATA, field_error
 
 type Stage = Literal["REQUESTED", "ESCALATED"]
 
@@ -50,6 +52,9 @@ VISIBLE_FIELDS: Final = (
     "failedAt",
 )
 _DECISION_FIELDS: Final = ("decision", "decidedBy", "decidedAt", "reason", "decisionId")
+# The approval of a controlled prescription: "apr-" and the prescription's id (carebus.prescribing).
+APPROVAL_ID_PATTERN: Final = f"^apr-rx-{ENCOUNTER_ID_PATTERN.strip('^$')}-[1-9][0-9]?$"
+_APPROVAL_ID: Final = re.compile(APPROVAL_ID_PATTERN.removesuffix("$") + r"\Z")
 
 
 class ApprovalStatus(StrEnum):
@@ -63,13 +68,22 @@ class ApprovalStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class DecisionRequest(BaseModel):
-    """A pharmacist's decision; a rejection must say why."""
+def _rejection_needs_a_reason(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [
+        {"properties": {"decision": {"enum": ["APPROVE"]}}},
+        {"required": ["reason"], "properties": {"reason": {"type": "string"}}},
+    ]
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+class DecisionRequest(BaseModel):
+    """A pharmacist's decision; a rejection must say why. Part of the API's contract (carebus.models)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, json_schema_extra=_rejection_needs_a_reason
+    )
 
     decision: Literal["APPROVE", "REJECT"]
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: Annotated[str, Field(min_length=1, max_length=500), *FREE_TEXT_METADATA] | None = None
 
     @model_validator(mode="after")
     def _rejection_has_a_reason(self) -> Self:
@@ -115,7 +129,7 @@ class TokenMessage(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True, populate_by_name=True)
 
-    approval_id: str = Field(pattern=r"^apr-rx-[0-9a-f-]{36}-\d+$")
+    approval_id: str = Field(pattern=APPROVAL_ID_PATTERN)
     stage: Stage
     task_token: str = Field(min_length=1, max_length=4096, repr=False)
 
@@ -132,6 +146,11 @@ def parse_token_message(body: str) -> TokenMessage:
 def deadline(stage: str, stored_at: datetime, wait: timedelta) -> datetime:
     """When the approval expires if nobody decides: after the escalated wait too, unless already in it."""
     return stored_at + (wait if stage == "ESCALATED" else 2 * wait)
+
+
+def is_approval_id(text: str) -> bool:
+    """Whether some approval could have this id."""
+    return _APPROVAL_ID.match(text) is not None
 
 
 def approval_id_for(prescription_id: str) -> str:

@@ -3,14 +3,21 @@
 import re
 from typing import Final
 
-# [0-9] rather than \d, which also matches non-ASCII digits; fullmatch rather than $, which accepts "\n".
+# The shapes of the codes, as regular expressions both Python and JSON Schema read alike: [0-9] rather
+# than \d, which also matches non-ASCII digits. Matched whole (fullmatch here, ^...$ in schemas).
+NPI_SHAPE: Final = "[0-9]{10}"
+DEA_SHAPE: Final = "[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{7}"
+ICD10CM_SHAPE: Final = r"[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?"
+CPT_SHAPE: Final = "[0-9]{4}[0-9FT]"
+HCPCS_SHAPE: Final = "[A-V][0-9]{4}"
+
 _NINE_DIGITS: Final = re.compile(r"[0-9]{9}")
 _SIX_DIGITS: Final = re.compile(r"[0-9]{6}")
-_NPI: Final = re.compile(r"[0-9]{10}")
-_DEA: Final = re.compile(r"[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{7}")
-_ICD10CM: Final = re.compile(r"[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?")
-_CPT: Final = re.compile(r"[0-9]{4}[0-9FT]")
-_HCPCS: Final = re.compile(r"[A-V][0-9]{4}")
+_NPI: Final = re.compile(NPI_SHAPE)
+_DEA: Final = re.compile(DEA_SHAPE)
+_ICD10CM: Final = re.compile(ICD10CM_SHAPE)
+_CPT: Final = re.compile(CPT_SHAPE)
+_HCPCS: Final = re.compile(HCPCS_SHAPE)
 
 # CMS computes the NPI check digit as if the number were prefixed by the card issuer identifier 80840.
 _NPI_ISSUER_PREFIX: Final = "80840"

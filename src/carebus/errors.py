@@ -35,6 +35,10 @@ class NothingToBillError(CarebusError):
     """A claim was requested for an encounter without billable procedures."""
 
 
+class BodyNotJsonError(CarebusError):
+    """The request body is not one JSON object (broken, not UTF-8, too deeply nested, ambiguous)."""
+
+
 class PayloadTooLargeError(CarebusError):
     """The request body exceeds the accepted size."""
 

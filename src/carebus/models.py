@@ -1,13 +1,18 @@
-"""Validated request models for encounters, with camelCase JSON aliases and federal prescribing rules."""
+"""The encounter request: the API's contract, with camelCase JSON names and federal prescribing rules.
+
+These models are the one source of the request contract: the published description (docs/openapi.yaml)
+and the gateway's models in template.yaml are generated from their JSON Schema (`make contract`). What a
+schema can say (shapes, lengths, the refills a schedule allows, the DEA number a controlled prescription
+needs) is in it; FUNCTION_ONLY_RULES lists what only the function checks (check digits, dates).
+"""
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -18,17 +23,53 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from carebus.codes import is_valid_cpt, is_valid_dea, is_valid_hcpcs, is_valid_icd10cm, is_valid_npi
+from carebus.codes import (
+    CPT_SHAPE,
+    DEA_SHAPE,
+    HCPCS_SHAPE,
+    ICD10CM_SHAPE,
+    NPI_SHAPE,
+    is_valid_cpt,
+    is_valid_dea,
+    is_valid_hcpcs,
+    is_valid_icd10cm,
+    is_valid_npi,
+)
+from carebus.text import FREE_TEXT_PATTERN, TEXT_PATTERN, printable_free_text, printable_text
 
 type DeaSchedule = Literal["II", "III", "IV", "V"]
 
 MAX_FOLLOW_UP_WINDOW: Final = timedelta(days=90)
+# Nobody alive was born before this; an earlier birth date is a typing error.
+EARLIEST_BIRTH_DATE: Final = date(1900, 1, 1)
 # 21 CFR 1306.12 forbids refilling schedule II; 21 CFR 1306.22 caps schedules III and IV at five.
 _MAX_REFILLS_BY_SCHEDULE: Final[Mapping[str, int]] = {"II": 0, "III": 5, "IV": 5}
+_MAX_REFILLS: Final = 11
+# A calendar date's shape; whether the day exists in its month (2025-02-30) is the function's to check.
+_ISO_DATE_SHAPE: Final = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$"
+
+# What only the function checks, by the error code it answers: a request the description allows may
+# still be refused for these, and for nothing else (docs/api.md lists them; a fuzzing test holds to it).
+FUNCTION_ONLY_RULES: Final[Mapping[str, str]] = {
+    "invalid_npi": "practitionerNpi must carry a valid NPI check digit (format npi)",
+    "invalid_dea": "prescriberDea must carry a valid DEA check digit (format dea-registration-number)",
+    "date_in_future": "encounterDate and patient.birthDate must not be later than tomorrow (UTC)",
+    "birth_date_too_early": f"patient.birthDate must not be before {EARLIEST_BIRTH_DATE.isoformat()}",
+    "birth_date_after_encounter": "patient.birthDate must not be after encounterDate",
+    "follow_up_before_encounter": "followUp.earliest must not be before encounterDate",
+    "follow_up_window_reversed": "followUp.latest must not be before followUp.earliest",
+    "follow_up_window_too_long": f"followUp.latest must be at most {MAX_FOLLOW_UP_WINDOW.days} days "
+    "after followUp.earliest",
+    "date_parsing": "a date must exist in the calendar (format date): the schema checks its shape only",
+    "text_characters": "text must not hold format characters or noncharacters beyond the Basic Multilingual "
+    "Plane, nor unpaired surrogates",
+}
 
 
-def _normalise_code(value: object) -> object:
-    return value.strip().upper() if isinstance(value, str) else value
+def _shape(shape: str, **extra: str) -> Any:
+    """A field's pattern (and format) in the JSON Schema only: the function's validator checks it, with
+    its own message."""
+    return Field(json_schema_extra={"pattern": f"^{shape}$", **extra})
 
 
 def _valid_npi(npi: str) -> str:
@@ -62,32 +103,43 @@ def _not_in_future(value: date, info: ValidationInfo) -> date:
     return value
 
 
-type Npi = Annotated[str, AfterValidator(_valid_npi)]
-type DeaNumber = Annotated[str, BeforeValidator(_normalise_code), AfterValidator(_valid_dea)]
-type Icd10CmCode = Annotated[str, BeforeValidator(_normalise_code), AfterValidator(_valid_icd10cm)]
-type NotFutureDate = Annotated[date, AfterValidator(_not_in_future)]
+Npi = Annotated[str, _shape(NPI_SHAPE, format="npi"), AfterValidator(_valid_npi)]
+DeaNumber = Annotated[str, _shape(DEA_SHAPE, format="dea-registration-number"), AfterValidator(_valid_dea)]
+Icd10CmCode = Annotated[str, _shape(ICD10CM_SHAPE), AfterValidator(_valid_icd10cm)]
+IsoDate = Annotated[date, Field(json_schema_extra={"pattern": _ISO_DATE_SHAPE})]
+NotFutureDate = Annotated[IsoDate, AfterValidator(_not_in_future)]
+# A name or a line of text; free text may also break lines (carebus.text).
+Text = Annotated[str, Field(json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(printable_text)]
+# The free-text rule as metadata, for fields that put length constraints first: constraints written after
+# a validator are checked generically and lose their string error codes.
+FREE_TEXT_METADATA = (
+    Field(json_schema_extra={"pattern": FREE_TEXT_PATTERN}),
+    AfterValidator(printable_free_text),
+)
 
 
-def field_error(model: str, field: str, code: str, message: str) -> ValidationError:
+def field_error(model: str, field: str | tuple[str, ...], code: str, message: str) -> ValidationError:
     """A validation error located at one JSON field, for rules that span fields (model validators).
 
     Built by hand: errors a model validator raises would have no location, and errors on an absent
     field are located by Python name, not by JSON alias.
     """
+    loc = (field,) if isinstance(field, str) else field
     return ValidationError.from_exception_data(
-        model, [InitErrorDetails(type=PydanticCustomError(code, message), loc=(field,), input=None)]
+        model, [InitErrorDetails(type=PydanticCustomError(code, message), loc=loc, input=None)]
     )
 
 
 class _RequestModel(BaseModel):
+    # Values are taken as sent: nothing is trimmed, upper-cased or converted (parse_request is strict).
     model_config = ConfigDict(
         # str(ValidationError) would otherwise quote the offending values (PHI) into any log line.
         hide_input_in_errors=True,
         alias_generator=to_camel,
         extra="forbid",
         frozen=True,
-        str_strip_whitespace=True,
-        populate_by_name=True,
+        # Python names are for code; parse_request reads JSON by the camelCase names only.
+        validate_by_name=True,
         serialize_by_alias=True,
     )
 
@@ -95,10 +147,21 @@ class _RequestModel(BaseModel):
 class Patient(_RequestModel):
     """The patient seen; every field but the opaque id is PHI and is kept out of repr and str."""
 
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200, repr=False)
-    birth_date: NotFutureDate = Field(repr=False)
-    insurance_member_id: str = Field(min_length=1, max_length=64, repr=False)
+    id: Text = Field(min_length=1, max_length=64)
+    name: Text = Field(min_length=1, max_length=200, repr=False)
+    birth_date: NotFutureDate = Field(
+        repr=False, description=f"Not before {EARLIEST_BIRTH_DATE.isoformat()}, nor after encounterDate"
+    )
+    insurance_member_id: Text = Field(min_length=1, max_length=64, repr=False)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _born_in_living_memory(cls, birth_date: date) -> date:
+        if birth_date < EARLIEST_BIRTH_DATE:
+            raise PydanticCustomError(
+                "birth_date_too_early", f"Must not be before {EARLIEST_BIRTH_DATE.isoformat()}"
+            )
+        return birth_date
 
 
 class Diagnosis(_RequestModel):
@@ -108,13 +171,24 @@ class Diagnosis(_RequestModel):
     code: Icd10CmCode
 
 
+def _procedure_code_matches_its_system(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [
+        {"properties": {"system": {"enum": [system]}, "code": {"pattern": f"^{shape}$"}}}
+        for system, shape in (("CPT", CPT_SHAPE), ("HCPCS", HCPCS_SHAPE))
+    ]
+
+
 class Procedure(_RequestModel):
     """A billable procedure coded in CPT or HCPCS Level II."""
 
+    model_config = ConfigDict(json_schema_extra=_procedure_code_matches_its_system)
+
     system: Literal["CPT", "HCPCS"]
-    code: Annotated[str, BeforeValidator(_normalise_code)]
-    units: int = Field(ge=1, le=999)
-    charge_cents: int = Field(ge=0, le=100_000_000)
+    code: str = Field(json_schema_extra={"pattern": f"^(?:{CPT_SHAPE}|{HCPCS_SHAPE})$"})
+    units: int = Field(ge=1, le=999, description="A JSON integer, written without a fraction or exponent")
+    charge_cents: int = Field(
+        ge=0, le=100_000_000, description="A JSON integer, written without a fraction or exponent"
+    )
 
     @field_validator("code")
     @classmethod
@@ -130,8 +204,10 @@ class Procedure(_RequestModel):
 class FollowUp(_RequestModel):
     """The window in which the follow-up visit should take place."""
 
-    earliest: date
-    latest: date
+    earliest: IsoDate = Field(description="Not before encounterDate")
+    latest: IsoDate = Field(
+        description=f"Not before earliest, and at most {MAX_FOLLOW_UP_WINDOW.days} days after it"
+    )
     visit_type: Literal["OFFICE", "TELEHEALTH"]
 
     @field_validator("latest")
@@ -150,15 +226,43 @@ class FollowUp(_RequestModel):
         return latest
 
 
+def _refills_within_schedule_limits(schema: dict[str, Any]) -> None:
+    """The schedules' refill limits, in the schema: a limited schedule caps refills."""
+    unlimited = [
+        schedule for schedule in get_args(DeaSchedule.__value__) if schedule not in _MAX_REFILLS_BY_SCHEDULE
+    ]
+    by_limit: dict[int, list[str]] = {}
+    for schedule, limit in _MAX_REFILLS_BY_SCHEDULE.items():
+        by_limit.setdefault(limit, []).append(schedule)
+    schema["anyOf"] = [
+        {"properties": {"deaSchedule": {"enum": [*unlimited, None]}}},
+        *(
+            {
+                "required": ["deaSchedule"],
+                "properties": {"deaSchedule": {"enum": schedules}, "refills": {"maximum": limit}},
+            }
+            for limit, schedules in by_limit.items()
+        ),
+    ]
+
+
 class Prescription(_RequestModel):
     """A prescription; a DEA schedule marks it as a controlled substance."""
 
+    model_config = ConfigDict(json_schema_extra=_refills_within_schedule_limits)
+
     rxnorm_code: str = Field(pattern=r"^[0-9]{1,10}$")
-    drug: str = Field(min_length=1, max_length=200)
-    quantity: int = Field(ge=1, le=10_000)
+    drug: Text = Field(min_length=1, max_length=200)
+    quantity: int = Field(
+        ge=1, le=10_000, description="A JSON integer, written without a fraction or exponent"
+    )
     # Declared before refills so that the refill validator can see it.
     dea_schedule: DeaSchedule | None = None
-    refills: int = Field(ge=0, le=11)
+    refills: int = Field(
+        ge=0,
+        le=_MAX_REFILLS,
+        description="At most 0 for schedule II, 5 for schedules III and IV; a JSON integer",
+    )
 
     @field_validator("refills")
     @classmethod
@@ -176,12 +280,22 @@ class Prescription(_RequestModel):
         return self.dea_schedule is not None
 
 
+def _dea_number_for_controlled_prescriptions(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [
+        {"required": ["prescriberDea"], "properties": {"prescriberDea": {"type": "string"}}},
+        {"properties": {"prescriptions": {"items": {"properties": {"deaSchedule": {"type": "null"}}}}}},
+    ]
+
+
 class EncounterRequest(_RequestModel):
-    """A completed encounter as submitted by the practice; the root of every downstream workflow."""
+    """A completed encounter as submitted by the practice; the root of every downstream workflow. A
+    prescription with a DEA schedule needs the prescriber's DEA number."""
+
+    model_config = ConfigDict(json_schema_extra=_dea_number_for_controlled_prescriptions)
 
     patient: Patient
     practitioner_npi: Npi
-    encounter_date: NotFutureDate
+    encounter_date: NotFutureDate = Field(description="Not later than tomorrow (UTC)")
     encounter_type: Literal["OFFICE", "TELEHEALTH", "URGENT_CARE", "HOME"]
     # Lists, not tuples: a tuple with a failed item also reports a misleading "too short" error.
     diagnoses: list[Diagnosis] = Field(min_length=1, max_length=12)
@@ -201,6 +315,17 @@ class EncounterRequest(_RequestModel):
                 "follow_up_before_encounter", "The follow-up window must not start before the encounter date"
             )
         return follow_up
+
+    @model_validator(mode="after")
+    def _born_before_the_encounter(self) -> Self:
+        if self.patient.birth_date > self.encounter_date:
+            raise field_error(
+                type(self).__name__,
+                ("patient", "birthDate"),
+                "birth_date_after_encounter",
+                "Must not be after the encounter date",
+            )
+        return self
 
     @model_validator(mode="after")
     def _dea_present_for_controlled_prescriptions(self) -> Self:

@@ -66,30 +66,21 @@ def _safe_message(error: Mapping[str, Any]) -> str:
     return error["msg"] if context.keys() <= _SCHEMA_CONTEXT_KEYS else _GENERIC_MESSAGE
 
 
-def validation_problem(*failures: ValidationError) -> dict[str, Any]:
+_BODY_NOT_JSON: Final = {"field": "body", "message": "Must be a JSON object", "code": "json_invalid"}
+
+
+def validation_problem(*failures: ValidationError, body_not_json: bool = False) -> dict[str, Any]:
     """A 400 problem listing each failed field (of every failed part of the request, headers and body)
-    with a message and the pydantic error type as code."""
+    with a message and the pydantic error type as code; a body that is not JSON is one more entry."""
     errors = [
         {"field": _field_path(line["loc"]), "message": _safe_message(line), "code": line["type"]}
         for failure in failures
         for line in failure.errors(include_url=False, include_input=False)
     ]
-    noun = "field" if len(errors) == 1 else "fields"
-    return problem(
-        400,
-        _INVALID_REQUEST_TITLE,
-        f"{len(errors)} {noun} failed validation",
-        "validation-error",
-        errors=errors,
-    )
-
-
-def body_not_json_problem() -> dict[str, Any]:
-    """A 400 problem for a request body that is not a JSON object."""
-    return problem(
-        400,
-        _INVALID_REQUEST_TITLE,
-        "The request body is not valid JSON",
-        "validation-error",
-        errors=[{"field": "body", "message": "Must be a JSON object", "code": "json_invalid"}],
-    )
+    if body_not_json:
+        errors.append(dict(_BODY_NOT_JSON))
+    if body_not_json and len(errors) == 1:
+        detail = "The request body is not valid JSON"
+    else:
+        detail = f"{len(errors)} {'field' if len(errors) == 1 else 'fields'} failed validation"
+    return problem(400, _INVALID_REQUEST_TITLE, detail, "validation-error", errors=errors)

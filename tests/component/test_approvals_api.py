@@ -41,7 +41,7 @@ ROUTES = [LIST, READ, APPROVE, REJECT]
 
 PHYSICIAN_CLAIMS = {"sub": PHYSICIAN_SUB, "cognito:groups": "physicians"}
 # The sample's prescriber, who is also a pharmacist: still may not decide their own prescription.
-PRESCRIBING_PHARMACIST = {"sub": PHYSICIAN_SUB, "cognito:groups": "physicians,pharmacists"}
+PRESCRIBING_PHARMACIST = {"sub": PHYSICIAN_SUB, "cognito:groups": ["physicians", "pharmacists"]}
 SECOND_PHARMACIST = {"sub": "5e2d8c41-0b7a-4f3e-a1d2-6c9b8e7f0a13", "cognito:groups": "pharmacists"}
 HIDDEN = ("taskToken", "executionArn", "prescribedBy")
 PATIENT_DEMOGRAPHICS = ("Alex Sample", "1980-04-12", "XZ9876543210", "MRN-000123")
@@ -464,3 +464,103 @@ class TestWhenTheWaitEndsFirst:
         for field in DECISION_FIELDS:
             assert field not in current
         assert approval_record(driver)["status"] == "EXPIRED"
+
+
+# ----- groups as Cognito lists them, not as the REST authorizer flattens them (issue 9) -------------------
+
+
+def signed_in(driver, sample: str, email: str, *groups: str) -> dict[str, Any]:
+    """The sample as API Gateway passes it for a new user of the stack's pool in these groups: the claims
+    the (offline) Cognito authorizer verified, and the ID token itself in the Authorization header."""
+    from copy import deepcopy
+
+    import boto3
+    import requests
+
+    from carebus_local.cognito import CognitoVerifier
+
+    cognito = boto3.client("cognito-idp")
+    pool, client = driver.stack.ref("UserPool"), driver.stack.ref("UserPoolClient")
+    existing = {group["GroupName"] for group in cognito.list_groups(UserPoolId=pool)["Groups"]}
+    password = "Sample-Passw0rd-1234"
+    cognito.admin_create_user(UserPoolId=pool, Username=email, MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(UserPoolId=pool, Username=email, Password=password, Permanent=True)
+    for group in groups:
+        if group not in existing:
+            cognito.create_group(UserPoolId=pool, GroupName=group)
+        cognito.admin_add_user_to_group(UserPoolId=pool, Username=email, GroupName=group)
+    token = cognito.initiate_auth(
+        ClientId=client,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": password},
+    )["AuthenticationResult"]["IdToken"]
+    # moto answers the pool's JWKS endpoint in process, as the offline runtime's moto server does over HTTP.
+    verifier = CognitoVerifier(
+        cognito,
+        f"https://cognito-idp.{driver.stack.region}.amazonaws.com",
+        driver.stack.region,
+        fetch_jwks=lambda url: requests.get(url, timeout=10).json(),
+    )
+    event = deepcopy(load_event(sample))
+    authorization = f"Bearer {token}"
+    event["requestContext"]["authorizer"] = {
+        "claims": verifier.verify(authorization, [driver.stack.attribute("UserPool", "Arn")])
+    }
+    event["headers"]["Authorization"] = authorization
+    event["multiValueHeaders"]["Authorization"] = [authorization]
+    return event
+
+
+def test_a_member_of_one_group_named_trainee_comma_pharmacists_is_no_pharmacist(approvals, pending, driver):
+    for index, sample in enumerate(ROUTES):
+        event = signed_in(driver, sample, f"trainee-{index}@example.org", "trainee,pharmacists")
+        # Flattened, the one group reads exactly as two would.
+        assert event["requestContext"]["authorizer"]["claims"]["cognito:groups"] == "trainee,pharmacists"
+
+        response = approvals.invoke(event)
+
+        assert response["statusCode"] == 403, sample
+        assert_no_secrets(response, pending["taskToken"])
+    assert_still_undecided(driver, pending["taskToken"])
+
+
+def test_a_member_of_both_groups_is_a_pharmacist_by_the_groups_its_token_lists(approvals, pending, driver):
+    event = signed_in(driver, LIST, "both@example.org", "physicians", "pharmacists")
+    flattened = event["requestContext"]["authorizer"]["claims"]["cognito:groups"]
+    assert sorted(flattened.split(",")) == ["pharmacists", "physicians"]
+
+    response = approvals.invoke(event)
+
+    assert response["statusCode"] == 200
+    assert [item["approvalId"] for item in body_of(response)["approvals"]] == [SAMPLE_APPROVAL_ID]
+    # Without the token the same claims are ambiguous and grant nothing.
+    del event["headers"]["Authorization"], event["multiValueHeaders"]["Authorization"]
+    assert approvals.invoke(event)["statusCode"] == 403
+
+
+def at_approval(event: dict[str, Any], approval_id: str) -> dict[str, Any]:
+    changed = json.loads(json.dumps(event))
+    changed["pathParameters"] = {"approvalId": approval_id}
+    changed["path"] = changed["resource"].replace("{approvalId}", approval_id)
+    return changed
+
+
+@pytest.mark.parametrize(
+    "approval_id",
+    [
+        "apr-rx-" + "5f51a656-9daa-559d-8d95-7aa5a75d9b03-2" * 60,
+        "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03-0",
+        "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03",
+        "a-7",
+        "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03-2%0A",
+    ],
+    ids=["over-2-kib", "item-zero", "no-item", "short", "encoded-newline"],
+)
+@pytest.mark.parametrize("sample", ["approvals/read_approval.json", "approvals/approve.json"])
+def test_an_approval_id_that_cannot_exist_is_404_before_any_aws_call(approvals, sample, approval_id):
+    with FaultInjector(lambda call: None).active() as calls:
+        response = approvals.invoke(at_approval(load_event(sample), approval_id))
+
+    assert response["statusCode"] == 404
+    assert sum(calls.calls.values()) == 0
+    assert approval_id not in response["body"]

@@ -109,3 +109,24 @@ def test_a_throttled_read_answers_the_documented_503_problem(query, processed_sa
     assert response["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
     assert response["multiValueHeaders"]["Retry-After"] == ["2"]
     assert query.invoke(load_event(READ))["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    "encounter_id",
+    [
+        "x" * 3000,
+        "not-a-uuid",
+        "5F51A656-9DAA-559D-8D95-7AA5A75D9B03",
+        "5f51a656-9daa-559d-8d95-7aa5a75d9b03%0A",
+    ],
+    ids=["3000-chars", "not-a-uuid", "upper-case", "encoded-newline"],
+)
+def test_an_id_that_cannot_exist_is_404_before_any_aws_call(query, encounter_id):
+    claims = load_event(READ)["requestContext"]["authorizer"]["claims"]
+
+    with FaultInjector(lambda call: None).active() as calls:
+        response = query.invoke(read_as(claims, encounter_id))
+
+    assert response["statusCode"] == 404
+    assert sum(calls.calls.values()) == 0
+    assert encounter_id not in response["body"]

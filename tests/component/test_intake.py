@@ -1,5 +1,6 @@
 """POST /encounters on moto: validation, storage, fan-out, idempotency and failure answers."""
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,8 +131,19 @@ def test_request_without_verified_identity_is_refused(intake):
     assert response["statusCode"] == 403
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_anything_but_json_is_415(intake, content_type):
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/vnd.x+json",
+        "application/problem+json",
+        "application/json; charset=latin-1",
+        "application/jsonx",
+        None,
+    ],
+)
+def test_anything_but_json_is_415(intake, driver, content_type):
     event = without_header(load_event(SAMPLE), "Content-Type")
     if content_type:
         event = with_body(event, sample_body(), **{"Content-Type": content_type})
@@ -139,6 +151,7 @@ def test_anything_but_json_is_415(intake, content_type):
     response = intake.invoke(event)
 
     assert response["statusCode"] == 415
+    assert driver.items("EncountersTable") == []
 
 
 def test_json_with_charset_is_accepted(intake):
@@ -158,12 +171,74 @@ def test_body_over_64_kib_is_413(intake):
     assert response["statusCode"] == 413
 
 
-@pytest.mark.parametrize("raw", ["{not json", "[]", '"a string"'])
-def test_body_that_is_not_a_json_object_is_400_on_the_body(intake, raw):
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{not json",
+        "[]",
+        '"a string"',
+        "[" * 10_000 + "]" * 10_000,
+        '{"a":' * 10_000 + "1" + "}" * 10_000,
+        '{"patient": 1, "patient": 2}',
+        '{"patient": "\udc00"}',
+        "{\udcff}",
+    ],
+    ids=[
+        "broken",
+        "array",
+        "string",
+        "deep-arrays",
+        "deep-objects",
+        "duplicate-name",
+        "lone-surrogate",
+        "not-utf-8",
+    ],
+)
+def test_body_that_is_not_a_json_object_is_400_on_the_body(intake, driver, raw):
     response = intake.invoke(with_body(load_event(SAMPLE), raw))
 
     assert response["statusCode"] == 400
-    assert [error["field"] for error in body_of(response)["errors"]] == ["body"]
+    assert body_of(response)["errors"] == [
+        {"field": "body", "message": "Must be a JSON object", "code": "json_invalid"}
+    ]
+    assert driver.items("EncountersTable") == []
+
+
+def test_a_body_the_gateway_passed_base64_encoded_is_read_as_its_bytes(intake):
+    event = with_body(load_event(SAMPLE), "")
+    event["body"] = base64.b64encode(json.dumps(sample_body()).encode()).decode()
+    event["isBase64Encoded"] = True
+
+    assert intake.invoke(event)["statusCode"] == 202
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("units", True), ("units", "7"), ("units", 1.0), ("quantity", 30.0)],
+)
+def test_nothing_is_coerced_into_an_integer(intake, driver, field, value):
+    body = sample_body()
+    target = body["procedures"][0] if field == "units" else body["prescriptions"][0]
+    target[field] = value
+
+    response = intake.invoke(with_body(load_event(SAMPLE), body))
+
+    assert response["statusCode"] == 400
+    assert [error["code"] for error in body_of(response)["errors"]] == ["int_type"]
+    assert driver.items("EncountersTable") == []
+
+
+def test_an_oversized_value_is_never_echoed_back(intake):
+    body = sample_body()
+    body["patient"]["name"] = "Zelda\u202e" + "Q" * 150
+
+    response = intake.invoke(with_body(load_event(SAMPLE), body))
+
+    assert response["statusCode"] == 400
+    assert "QQQQ" not in response["body"]
+    assert [(error["field"], error["code"]) for error in body_of(response)["errors"]] == [
+        ("patient.name", "text_characters")
+    ]
 
 
 def test_invalid_idempotency_key_is_a_field_error(intake):

@@ -18,14 +18,19 @@ import pytest
 from botocore.client import BaseClient
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
+from jsonschema import Draft4Validator
 from moto.server import ThreadedMotoServer
 
+from carebus.approvals import DecisionRequest
+from carebus.models import EncounterRequest
 from carebus_local.apigateway import LocalRestApi
 from carebus_local.cognito import TOKEN_EXPIRED_MESSAGE, CognitoVerifier, Unauthorized, fetch_jwks_over_http
+from carebus_local.gateway_responses import GatewayResponse, validation_error_string
 from carebus_local.http import HttpResponse, UnsupportedApiFeatureError
 from carebus_local.provision import Provisioner
 from carebus_local.stack import ACCOUNT_ID, OfflineStack
 from carebus_testing import load_event
+from carebus_tooling.contract import gateway_model
 
 REGION = "us-east-1"
 PASSWORD = "Correct-Horse-9-Battery"
@@ -254,6 +259,32 @@ def test_anything_but_a_declared_method_is_missing_authentication_token(
     assert functions.calls == []
 
 
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND", "FOO", "get"])
+def test_a_method_api_gateway_has_no_route_for_is_missing_authentication_token(
+    api, functions, physician_token, method
+):
+    response = call(api, method, "/v1/approvals", token=physician_token)
+
+    assert response.status == 403
+    assert problem(response)["detail"] == "Missing Authentication Token"
+    assert functions.calls == []
+
+
+def test_any_stands_for_the_seven_methods_api_gateway_has_and_no_other(
+    offline_stack, api_body, functions, verifier, physician_token
+):
+    item = api_body["paths"]["/approvals"]
+    item["x-amazon-apigateway-any-method"] = copy.deepcopy(item["get"])
+    api = local_api(offline_stack, api_body, functions, verifier)
+
+    reached = call(api, "DELETE", "/v1/approvals", token=physician_token)
+    traced = call(api, "TRACE", "/v1/approvals", token=physician_token)
+
+    assert reached.status == 200
+    assert traced.status == 403
+    assert [event["httpMethod"] for _, event in functions.calls] == ["DELETE"]
+
+
 def test_a_literal_resource_wins_over_a_path_parameter(
     offline_stack, api_body, functions, verifier, physician_token
 ):
@@ -415,9 +446,27 @@ def test_the_pool_keys_are_fetched_once_and_again_for_an_unknown_key_id(
 
 
 # ----- request validation ---------------------------------------------------------------------------------
-def test_a_body_the_model_refuses_is_400_with_the_validation_detail(api, functions, physician_token):
+GATEWAY_MODEL_PROBLEM = {
+    "type": "https://carebus.dev/problems/validation-error",
+    "title": "The request is invalid",
+    "status": 400,
+    "detail": "The body does not match the request schema (docs/openapi.yaml)",
+    "errors": [
+        {
+            "field": "body",
+            "message": "Does not match the request schema; API Gateway's model check names no field",
+            "code": "gateway_model",
+        }
+    ],
+}
+ENCOUNTER_MODEL = Draft4Validator(gateway_model(EncounterRequest))
+DECISION_MODEL = Draft4Validator(gateway_model(DecisionRequest))
+
+
+def test_a_body_the_model_refuses_is_400_naming_the_body_and_echoing_nothing(api, functions, physician_token):
     encounter = valid_encounter()
-    del encounter["patient"]
+    del encounter["practitionerNpi"]
+    encounter["patient"]["name"] = "Zelda \u202eQuixote" * 20
 
     response = call(
         api,
@@ -429,72 +478,98 @@ def test_a_body_the_model_refuses_is_400_with_the_validation_detail(api, functio
     )
 
     assert response.status == 400
-    assert problem(response) == {
-        "type": "https://carebus.dev/problems/validation-error",
-        "title": "The request is invalid",
-        "status": 400,
-        "detail": '[object has missing required properties (["patient"])]',
-    }
+    assert problem(response) == GATEWAY_MODEL_PROBLEM
+    assert b"Zelda" not in response.body
     assert header(response, "x-amzn-ErrorType") == "BadRequestException"
     assert functions.calls == []
 
 
-def test_every_violation_is_listed(api, functions, physician_token):
+def test_the_model_checks_validation_error_string_lists_every_violation():
     encounter = valid_encounter() | {"encounterType": "SPA", "diagnoses": [], "surprise": 1}
 
-    response = call(
-        api,
-        "POST",
-        "/v1/encounters",
-        token=physician_token,
-        body=json.dumps(encounter).encode(),
-        headers=JSON,
-    )
+    detail = validation_error_string(ENCOUNTER_MODEL, json.dumps(encounter).encode())
 
-    detail = problem(response)["detail"]
+    assert detail is not None
     assert detail.startswith("[")
     assert detail.endswith("]")
     assert 'object instance has properties which are not allowed by the schema: ["surprise"]' in detail
     assert 'instance value ("SPA") not found in enum' in detail
     assert "array is too short: must have at least 1 elements but instance has 0 elements" in detail
     assert detail.count(", ") >= 2
-    assert functions.calls == []
 
 
 @pytest.mark.parametrize(
-    ("body", "detail_start"),
+    ("body", "violation"),
     [
         (b"{not json", "[Invalid JSON: "),
-        (b"", '[object has missing required properties (["decision"])]'),
-        (b'{"decision": "MAYBE"}', '[instance value ("MAYBE") not found in enum'),
-        (
-            b'{"decision": "APPROVE", "reason": ""}',
-            '[string "" is too short (length: 0, required minimum: 1)]',
-        ),
+        (b"", 'object has missing required properties (["decision"])'),
+        (b'{"decision": "MAYBE"}', 'instance value ("MAYBE") not found in enum'),
+        (b'{"decision": "APPROVE", "reason": ""}', "is not valid under any of the given schemas"),
     ],
 )
-def test_decisions_are_checked_against_their_model(api, functions, physician_token, body, detail_start):
+def test_decisions_are_checked_against_their_model(api, functions, physician_token, body, violation):
     response = call(api, "POST", "/v1/approvals/a-7/decision", token=physician_token, body=body, headers=JSON)
 
     assert response.status == 400
-    assert problem(response)["detail"].startswith(detail_start)
+    assert problem(response) == GATEWAY_MODEL_PROBLEM
+    assert violation in (validation_error_string(DECISION_MODEL, body) or "")
     assert functions.calls == []
 
 
-def test_a_quote_in_a_refused_value_still_gives_problem_json(api, functions, physician_token):
-    """escapeJavaScript writes ' as \\' (not JSON); the template's replaceAll undoes it, as AWS documents."""
-    response = call(
-        api,
-        "POST",
-        "/v1/approvals/a-7/decision",
-        token=physician_token,
-        body=b'{"decision": "DON\'T"}',
-        headers=JSON,
+def nested(depth: int, innermost: str = "1") -> str:
+    """JSON arrays and objects alternating, depth levels deep."""
+    return (
+        "".join('{"a":' if level % 2 else "[" for level in range(depth))
+        + innermost
+        + "".join("}" if level % 2 else "]" for level in reversed(range(depth)))
     )
 
+
+TOO_DEEP = "[Invalid JSON: the document is nested deeper than 1000 levels]"
+TOO_DEEP_BODIES = {
+    "arrays": "[" * 10000 + "]" * 10000,  # beyond what Python's parser can recurse into
+    "objects": '{"a":' * 10000 + "1" + "}" * 10000,
+    "alternating": nested(100_000),
+    "just too deep": nested(1001),  # parsed, but deeper than API Gateway's parser takes
+    "inside a property": '{"decision": ' + "[" * 1000 + "]" * 1000 + "}",
+}
+
+
+@pytest.mark.parametrize("why", TOO_DEEP_BODIES)
+@pytest.mark.parametrize("path", ["/v1/encounters", "/v1/approvals/a-7/decision"])
+def test_a_body_nested_too_deeply_is_400_bad_request_body(api, functions, physician_token, why, path):
+    body = TOO_DEEP_BODIES[why].encode()
+
+    response = call(api, "POST", path, token=physician_token, body=body, headers=JSON)
+
     assert response.status == 400
-    problem = json.loads(response.body)
-    assert "DON'T" in problem["detail"]
+    assert problem(response)["type"] == "https://carebus.dev/problems/validation-error"
+    assert header(response, "x-amzn-ErrorType") == "BadRequestException"
+    assert functions.calls == []
+
+
+DECISION_LIKE = Draft4Validator({"type": "object", "properties": {"decision": {"type": "string"}}})
+
+
+@pytest.mark.parametrize("why", TOO_DEEP_BODIES)
+def test_the_validation_error_of_a_body_nested_too_deeply_says_so(why):
+    assert validation_error_string(DECISION_LIKE, TOO_DEEP_BODIES[why].encode()) == TOO_DEEP
+
+
+def test_a_body_nested_as_deep_as_allowed_is_checked_against_the_model():
+    body = '{"decision": ' + "[" * 999 + "]" * 999 + "}"
+
+    assert validation_error_string(DECISION_LIKE, body.encode()) == (
+        '[instance type (array) does not match any allowed primitive type (allowed: ["string"])]'
+    )
+
+
+@pytest.mark.parametrize(
+    "template", ['{"detail":"$util.escapeJavaScript($context.error.message)"}', "#set($x = 1)"]
+)
+def test_a_gateway_response_template_is_not_vtl(template):
+    with pytest.raises(UnsupportedApiFeatureError, match="not VTL"):
+        GatewayResponse.from_definition({"responseTemplates": {"application/json": template}})
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", None])
@@ -589,8 +664,61 @@ def test_repeated_headers_and_query_parameters(api, functions, physician_token):
     assert event["isBase64Encoded"] is False
 
 
-def test_a_body_that_is_not_utf8_reaches_the_function_base64_encoded(api, functions, physician_token):
-    raw = b"\x89PNG\r\n\x1a\n\xff"
+NOT_UTF8 = b'\x89PNG\r\n\x1a\n\xff{"caf\xe9": "\xed\xa0\x80"}'
+
+
+def test_without_binary_media_types_a_body_that_is_not_utf8_arrives_as_text(api, functions, physician_token):
+    """As API Gateway passes a text payload: a UTF-8 string, what is not UTF-8 replaced by U+FFFD."""
+    call(
+        api,
+        "POST",
+        "/v1/encounters",
+        token=physician_token,
+        body=NOT_UTF8,
+        headers=[("Content-Type", "application/octet-stream")],
+    )
+
+    event = functions.last_event
+    assert event["isBase64Encoded"] is False
+    assert event["body"] == NOT_UTF8.decode("utf-8", errors="replace")
+    assert "\ufffd" in event["body"]
+    # Valid UTF-8 JSON, as Lambda delivers every event: no lone surrogates.
+    assert json.loads(json.dumps(event, ensure_ascii=False).encode("utf-8")) == event
+
+
+def test_a_json_body_that_is_not_utf8_is_refused_by_the_model_before_any_function(
+    api, functions, physician_token
+):
+    response = call(
+        api,
+        "POST",
+        "/v1/approvals/a-7/decision",
+        token=physician_token,
+        body=b'{"decision": "APPROVE", "reason": "caf\xe9"}',
+        headers=JSON,
+    )
+
+    assert response.status == 400
+    assert header(response, "x-amzn-ErrorType") == "BadRequestException"
+    assert functions.calls == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "binary"),
+    [
+        ("image/png", True),
+        ("IMAGE/PNG; q=1", True),
+        ("application/pdf", True),
+        ("application/octet-stream", False),
+        ("text/plain", False),
+    ],
+)
+def test_a_body_of_a_binary_media_type_arrives_base64_encoded(
+    offline_stack, api_body, functions, verifier, physician_token, content_type, binary
+):
+    api_body["x-amazon-apigateway-binary-media-types"] = ["image/*", "application/pdf"]
+    api = local_api(offline_stack, api_body, functions, verifier)
+    raw = b"\x89PNG\r\n\x1a\n\xff" if binary else b"plain text"
 
     call(
         api,
@@ -598,11 +726,12 @@ def test_a_body_that_is_not_utf8_reaches_the_function_base64_encoded(api, functi
         "/v1/encounters",
         token=physician_token,
         body=raw,
-        headers=[("Content-Type", "application/octet-stream")],
+        headers=[("Content-Type", content_type)],
     )
 
-    assert functions.last_event["isBase64Encoded"] is True
-    assert base64.b64decode(functions.last_event["body"]) == raw
+    event = functions.last_event
+    assert event["isBase64Encoded"] is binary
+    assert (base64.b64decode(event["body"]) if binary else event["body"].encode()) == raw
 
 
 # ----- the function's answer ------------------------------------------------------------------------------
@@ -670,6 +799,28 @@ def test_a_failing_function_or_a_malformed_answer_is_502(api, functions, physici
         "detail": "Internal server error",
     }
     assert len(functions.calls) == 1
+
+
+def test_a_failure_of_the_emulation_itself_is_the_templates_default_5xx(
+    api, functions, physician_token, monkeypatch
+):
+    def broken(*_: Any) -> str:
+        raise RuntimeError("a bug in the emulator")
+
+    monkeypatch.setattr("carebus_local.apigateway.validation_error_string", broken)
+
+    response = call(
+        api, "POST", "/v1/approvals/a-7/decision", token=physician_token, body=b"{}", headers=JSON
+    )
+
+    assert response.status == 500
+    assert problem(response) == {
+        "type": "https://carebus.dev/problems/server-error",
+        "title": "Something went wrong",
+        "detail": "Internal server error",
+    }
+    assert header(response, "x-amzn-ErrorType") == "InternalServerErrorException"
+    assert functions.calls == []
 
 
 # ----- gateway responses without customization, and what is not emulated ----------------------------------

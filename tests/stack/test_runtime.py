@@ -2,8 +2,11 @@
 without a function, the outputs, env.json and the wiring it reads from the template. The flow a user
 sees is the end-to-end suite's (local/carebus_client/e2e), which runs against this runtime too."""
 
+import http.client
 import json
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 
 from carebus_client.samples import full_encounter
+from carebus_local.api_server import api_server
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
 from carebus_local.template import TEMPLATE_PATH
 from carebus_testing import sample_body, wait_until
@@ -137,7 +141,7 @@ def test_a_body_the_model_refuses_is_400_before_any_function_runs(runtime):
 
     assert status == 400
     assert headers["Content-Type"] == "application/problem+json"
-    assert "patient" in problem["detail"]
+    assert [(error["field"], error["code"]) for error in problem["errors"]] == [("body", "gateway_model")]
     assert runtime.invocations["IntakeFunction"] == before
 
 
@@ -152,6 +156,132 @@ def test_the_same_idempotency_key_twice_is_one_encounter_fanned_out_once(runtime
     wait_until(lambda: settled(runtime, first), 30, "the fan-out")
     claims = runtime.client("dynamodb").scan(TableName=runtime.stack.outputs["ClaimsTableName"])["Items"]
     assert sum(item["encounterId"]["S"] == first for item in claims) == 1
+
+
+# ----- the HTTP edge: whatever a client sends, an answer ----------------------------------------------------
+def exchange(
+    address: tuple[str, int], head: str, body: bytes = b"", *, close_writing: bool = False
+) -> tuple[http.client.HTTPResponse, bytes, bool]:
+    """Send raw bytes (head's lines end in \\n here, CRLF on the wire) and read one answer: it, its body,
+    and whether the server hung up after it."""
+    with socket.create_connection(address, timeout=10) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        if close_writing:
+            connection.shutdown(socket.SHUT_WR)
+        answer = http.client.HTTPResponse(connection, method=head.split(" ", 1)[0])
+        answer.begin()
+        raw = answer.read()
+        # The server hangs up right after an answer it ends with; a kept-alive connection times out here.
+        connection.settimeout(2)
+        try:
+            closed = connection.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        return answer, raw, closed
+
+
+def api_address(runtime: OfflineRuntime) -> tuple[str, int]:
+    return runtime.options.host, runtime.options.api_port
+
+
+def refused(answer: http.client.HTTPResponse, raw: bytes, status: int) -> dict[str, Any]:
+    assert answer.status == status, raw
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    return json.loads(raw)
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("TRACE", "/v1/approvals"),
+        ("CONNECT", "carebus.local:443"),
+        ("PROPFIND", "/v1/approvals"),
+        ("FOO", "/v1/encounters"),
+    ],
+)
+def test_a_method_without_a_route_is_the_gateways_403_not_pythons_501(runtime, method, target):
+    answer, raw, _ = exchange(
+        api_address(runtime), f"{method} {target} HTTP/1.1\nHost: localhost\nConnection: close\n"
+    )
+
+    assert refused(answer, raw, 403)["detail"] == "Missing Authentication Token"
+    assert answer.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_head_and_options_are_answered_by_the_api_as_before(runtime, method):
+    answer, _, _ = exchange(
+        api_address(runtime), f"{method} /v1/approvals HTTP/1.1\nHost: localhost\nConnection: close\n"
+    )
+
+    assert answer.status == 403
+    assert answer.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/encounters", "[" * 10000 + "]" * 10000),
+        ("/approvals/a-7/decision", '{"a":' * 10000 + "1" + "}" * 10000),
+    ],
+    ids=["arrays", "objects"],
+)
+def test_a_body_nested_too_deeply_is_400_over_http(runtime, path, body):
+    status, headers, problem = call(runtime, "POST", path, body.encode(), id_token(runtime, "physician"))
+
+    assert status == 400
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["x-amzn-ErrorType"] == "BadRequestException"
+    assert problem["type"] == "https://carebus.dev/problems/validation-error"
+
+
+@pytest.mark.parametrize("lengths", [["abc"], ["-5"], ["+5"], [""], ["2", "3"], ["0x10"]], ids=repr)
+def test_a_content_length_that_is_not_one_number_is_400_and_closes(runtime, lengths):
+    announced = "".join(f"Content-Length: {length}\n" for length in lengths)
+    head = f"POST /v1/encounters HTTP/1.1\nHost: localhost\nContent-Type: application/json\n{announced}"
+
+    answer, raw, closed = exchange(api_address(runtime), head, b"{}")
+
+    assert "Content-Length" in refused(answer, raw, 400)["detail"]
+    assert answer.headers["Connection"] == "close"
+    assert closed
+
+
+def test_a_body_larger_than_api_gateway_takes_is_413_unread(runtime):
+    head = "POST /v1/encounters HTTP/1.1\nHost: localhost\nContent-Length: 1000000000000\n"
+
+    answer, raw, closed = exchange(api_address(runtime), head, b"{}")
+
+    assert refused(answer, raw, 413)["detail"] == "Request Too Long"
+    assert closed
+
+
+def test_a_body_shorter_than_its_content_length_is_400_once_the_client_stops_sending(runtime):
+    head = "POST /v1/encounters HTTP/1.1\nHost: localhost\nContent-Length: 100\n"
+
+    answer, raw, closed = exchange(api_address(runtime), head, b'{"a": 1}', close_writing=True)
+
+    assert "100 bytes" in refused(answer, raw, 400)["detail"]
+    assert closed
+
+
+def test_a_client_that_goes_quiet_mid_body_is_answered_400_after_the_read_timeout(runtime):
+    server = api_server(runtime.rest_api, "127.0.0.1", 0, read_timeout_seconds=0.5)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        head = "POST /v1/encounters HTTP/1.1\nHost: localhost\nContent-Length: 100\n"
+        started = time.monotonic()
+
+        answer, raw, closed = exchange(server.server_address[:2], head, b'{"a": 1}')
+
+        assert "100 bytes" in refused(answer, raw, 400)["detail"]
+        assert answer.headers["Connection"] == "close"
+        assert closed
+        assert time.monotonic() - started < 5
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_outputs_are_published_as_a_cloudformation_stack(runtime):

@@ -1,13 +1,13 @@
-"""The documentation a user copies from stays true: the OpenAPI description and the README's paths."""
+"""The documentation a user copies from stays true: the generated contract and the README's paths."""
 
 import re
 
 from carebus_local.template import PROJECT_ROOT
-from carebus_tooling.openapi import OPENAPI_PATH, render
+from carebus_tooling.contract import stale
 
 
-def test_openapi_description_is_what_the_generator_and_domain_models_produce():
-    assert OPENAPI_PATH.read_text() == render(), "docs/openapi.yaml is stale: run `make openapi`"
+def test_the_published_contract_is_what_generation_from_the_domain_models_produces():
+    assert stale() == [], "the request contract is stale: run `make contract`"
 
 
 def test_every_path_the_readme_names_exists():

@@ -12,7 +12,6 @@ import inspect
 import json
 import re
 import tomllib
-import typing
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +23,9 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from cfnlint.api import ManualArgs, lint_file
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from pydantic import BaseModel
 
-from carebus.approvals import DecisionRequest
-from carebus.models import EncounterRequest
 from carebus_local.template import PROJECT_ROOT, TEMPLATE_PATH, code_locations, load_template, translate
+from carebus_tooling.contract import gateway_models
 
 # Powertools for AWS Lambda (Python) releases and the public layer version that ships each of them.
 POWERTOOLS_LAYER_VERSIONS = {"3.34.0": 37}
@@ -1085,64 +1082,10 @@ def test_no_code_directory_ships_boto3_or_botocore(sam):
 
 
 # =====================================================================================================
-# 15. The API model and the domain model agree
+# 15. The API's models are the domain models' (tests/template/test_contract.py holds the contract)
 # =====================================================================================================
-def nested_model(annotation: Any) -> tuple[type[BaseModel], bool] | None:
-    """The pydantic model in an annotation (Optional, list, Annotated, aliases), and whether it is listed."""
-    if isinstance(annotation, typing.TypeAliasType):
-        return nested_model(annotation.__value__)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return nested_model(arguments[0])
-    for argument in arguments:
-        found = nested_model(argument)
-        if found:
-            listed = origin in (list, tuple, set, frozenset) or found[1]
-            return found[0], listed
-    return None
-
-
-def json_name(name: str, field: Any) -> str:
-    alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-    return alias or name
-
-
-@pytest.mark.parametrize("model", [EncounterRequest, DecisionRequest], ids=lambda model: model.__name__)
-def test_each_api_model_has_the_properties_and_required_set_of_its_domain_model(sam, model):
-    root = sam["Resources"]["CarebusApi"]["Properties"]["Models"][model.__name__]
-    pending: list[tuple[str, dict[str, Any], type[BaseModel]]] = [(model.__name__, root, model)]
-    problems = []
-    compared = []
-    while pending:
-        where, schema, model = pending.pop()
-        compared.append(where)
-        fields = {json_name(name, field): field for name, field in model.model_fields.items()}
-        if set(schema.get("properties", {})) != set(fields):
-            problems.append(f"{where}: properties {sorted(schema.get('properties', {}))} != {sorted(fields)}")
-        required = {name for name, field in fields.items() if field.is_required()}
-        if set(schema.get("required", [])) != required:
-            problems.append(f"{where}: required {sorted(schema.get('required', []))} != {sorted(required)}")
-        if model.model_config.get("extra") == "forbid" and schema.get("additionalProperties") is not False:
-            problems.append(f"{where}: the domain model forbids extra properties, the API model allows them")
-        for name, field in fields.items():
-            found = nested_model(field.annotation)
-            child = schema.get("properties", {}).get(name)
-            if found is None or child is None:
-                continue
-            nested, listed = found
-            if listed:
-                if child.get("type") != "array" or not isinstance(child.get("items"), dict):
-                    problems.append(f"{where}.{name}: a list of {nested.__name__} in the domain model")
-                    continue
-                pending.append((f"{where}.{name}[]", child["items"], nested))
-            else:
-                pending.append((f"{where}.{name}", child, nested))
-    nested_models = sum(nested_model(field.annotation) is not None for field in model.model_fields.values())
-    assert len(compared) >= 1 + nested_models, "a nested model was not compared"
-    assert not problems, "\n".join(problems)
+def test_the_api_models_are_generated_from_the_domain_models(sam):
+    assert sam["Resources"]["CarebusApi"]["Properties"]["Models"] == gateway_models()
 
 
 # =====================================================================================================

@@ -70,10 +70,20 @@ def test_an_approval_needs_no_reason() -> None:
     assert (request.decision, request.reason) == ("APPROVE", None)
 
 
-def test_a_rejection_with_a_reason_is_accepted() -> None:
-    request = DecisionRequest.model_validate({"decision": "REJECT", "reason": "  Exceeds the protocol  "})
+def test_a_rejection_with_a_reason_is_accepted_as_written() -> None:
+    reason = "Exceeds the protocol:\n\tsee the 2024 policy"
+    request = DecisionRequest.model_validate({"decision": "REJECT", "reason": reason})
 
-    assert (request.decision, request.reason) == ("REJECT", "Exceeds the protocol")
+    assert (request.decision, request.reason) == ("REJECT", reason)
+
+
+@pytest.mark.parametrize("reason", ["  padded  ", "\u202eevil", "nul\x00inside", "\u200b"])
+def test_a_reason_must_be_printable_text(reason: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        DecisionRequest.model_validate({"decision": "REJECT", "reason": reason})
+
+    refusals = [(error["loc"], error["type"]) for error in caught.value.errors()]
+    assert refusals == [(("reason",), "text_characters")]
 
 
 @pytest.mark.parametrize("reason", [None, "", "   "], ids=["absent", "empty", "blank"])

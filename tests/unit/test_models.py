@@ -58,19 +58,16 @@ def test_dump_uses_camel_case_aliases() -> None:
     assert "prescriberDea" in dumped
 
 
-def test_codes_are_trimmed_and_upper_cased_before_validation() -> None:
+def test_codes_are_taken_as_sent_neither_trimmed_nor_upper_cased() -> None:
     payload = encounter_payload(
         diagnoses=[{"system": "ICD-10-CM", "code": " e11.9 "}],
-        procedures=[procedure_payload(system="HCPCS", code="j3490")],
         prescriptions=[prescription_payload(deaSchedule="III", refills=0)],
         prescriberDea=" ab1234563 ",
     )
-    request = encounter(payload)
-    assert (request.diagnoses[0].code, request.procedures[0].code, request.prescriber_dea) == (
-        "E11.9",
-        "J3490",
-        "AB1234563",
-    )
+    assert failures(payload) == [
+        (("diagnoses", 0, "code"), "invalid_icd10cm"),
+        (("prescriberDea",), "invalid_dea"),
+    ]
 
 
 def test_unknown_fields_are_rejected() -> None:
@@ -109,6 +106,12 @@ def test_invalid_practitioner_npi_is_reported_at_its_field() -> None:
 @pytest.mark.parametrize("field", ["id", "name", "insuranceMemberId"])
 def test_patient_text_fields_must_not_be_blank(field: str) -> None:
     patient = {**patient_payload(), field: "   "}
+    assert failures(encounter_payload(patient=patient)) == [(("patient", field), "text_characters")]
+
+
+@pytest.mark.parametrize("field", ["id", "name", "insuranceMemberId"])
+def test_patient_text_fields_must_not_be_empty(field: str) -> None:
+    patient = {**patient_payload(), field: ""}
     assert failures(encounter_payload(patient=patient)) == [(("patient", field), "string_too_short")]
 
 

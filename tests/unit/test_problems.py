@@ -6,7 +6,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 from unit_factories import PATIENT_PHI, TODAY, encounter_payload, patient_payload, procedure_payload
 
 from carebus.models import EncounterRequest
-from carebus.problems import PROBLEM_TYPE_BASE, body_not_json_problem, problem, validation_problem
+from carebus.problems import PROBLEM_TYPE_BASE, problem, validation_problem
 
 
 def validation_error(payload: Any) -> ValidationError:
@@ -100,7 +100,16 @@ def test_problem_builds_the_type_from_the_suffix_and_appends_extra_members() -> 
     }
 
 
-def test_body_not_json_problem_reports_the_body_as_the_failed_field() -> None:
-    body = body_not_json_problem()
+def test_a_body_that_is_not_json_is_reported_as_the_failed_field() -> None:
+    body = validation_problem(body_not_json=True)
     assert (body["status"], body["type"]) == (400, PROBLEM_TYPE_BASE + "validation-error")
-    assert [error["field"] for error in body["errors"]] == ["body"]
+    assert body["detail"] == "The request body is not valid JSON"
+    assert body["errors"] == [{"field": "body", "message": "Must be a JSON object", "code": "json_invalid"}]
+
+
+def test_a_body_that_is_not_json_is_listed_beside_the_headers_failures() -> None:
+    with pytest.raises(ValidationError) as caught:
+        EncounterRequest.model_validate({}, context={"today": TODAY})
+    body = validation_problem(caught.value, body_not_json=True)
+    assert body["errors"][-1]["field"] == "body"
+    assert body["detail"] == f"{len(body['errors'])} fields failed validation"

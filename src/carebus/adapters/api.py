@@ -1,7 +1,9 @@
 """The API edge: who is calling, and the one mapping from domain errors to problem-details answers."""
 
+import base64
+import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,10 +11,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from carebus.auth import Role, groups_from_claims, require_any
 from carebus.errors import (
+    BodyNotJsonError,
     CarebusError,
     ConflictError,
     ForbiddenError,
@@ -21,40 +24,40 @@ from carebus.errors import (
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
-from carebus.problems import PROBLEM_CONTENT_TYPE, body_not_json_problem, problem, validation_problem
+from carebus.problems import PROBLEM_CONTENT_TYPE, problem, validation_problem
+from carebus.requests import parse_request
 
 MAX_BODY_BYTES = 64 * 1024
-_JSON_MEDIA_TYPES = frozenset({"application/json"})
 # How long a client should wait before sending a request again after a 503.
 RETRY_AFTER_SECONDS = 2
 # botocore's own classification of errors worth retrying (throttles, 5xx, timeouts, dropped connections).
 _RETRYABLE = (TransientRetryableChecker(), ThrottledRetryableChecker())
 
 
-class BodyNotJsonError(CarebusError):
-    """The body is not a JSON object."""
-
-
 class InvalidRequestError(CarebusError):
     """Parts of the request (headers, body) failed validation; every failure is answered at once."""
 
-    def __init__(self, failures: list[ValidationError]) -> None:
-        super().__init__(f"{len(failures)} part(s) of the request failed validation")
+    def __init__(self, failures: list[ValidationError], body_not_json: bool = False) -> None:
+        super().__init__(f"{len(failures) + body_not_json} part(s) of the request failed validation")
         self.failures = failures
+        self.body_not_json = body_not_json
 
 
 def validate_together(*parts: Callable[[], Any]) -> tuple[Any, ...]:
     """Each part validated (a callable that parses it); one InvalidRequestError naming the failed fields
     of all of them, so a client learns every problem in one round."""
     failures: list[ValidationError] = []
+    body_not_json = False
     values: list[Any] = []
     for part in parts:
         try:
             values.append(part())
         except ValidationError as error:
             failures.append(error)
-    if failures:
-        raise InvalidRequestError(failures)
+        except BodyNotJsonError:
+            body_not_json = True
+    if failures or body_not_json:
+        raise InvalidRequestError(failures, body_not_json)
     return tuple(values)
 
 
@@ -77,26 +80,49 @@ def caller_of(app: APIGatewayRestResolver) -> Caller:
     if not claims.get("sub"):
         # API Gateway only calls us with verified claims; without them the route is misconfigured.
         raise ForbiddenError("no verified identity on the request")
-    return Caller(subject=claims["sub"], groups=groups_from_claims(claims))
-
-
-def read_json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
-    """The request's JSON object, refusing other media types (415), large bodies (413) and non-objects."""
+    # The headers carry the ID token, whose group list is exact where the claims' string is flattened.
     event = app.current_event
-    content_type = event.headers.get("content-type") or ""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type not in _JSON_MEDIA_TYPES and not media_type.endswith("+json"):
-        raise UnsupportedMediaTypeError("send the body as application/json")
-    body = event.decoded_body or ""
-    if len(body.encode()) > MAX_BODY_BYTES:
+    roles = groups_from_claims(claims, event.get("headers"), event.get("multiValueHeaders"))
+    return Caller(subject=claims["sub"], groups=roles)
+
+
+def _is_json_media_type(content_type: str) -> bool:
+    """application/json, with UTF-8 if it names a charset; never a +json type, which the gateway's models
+    do not check."""
+    media_type, *parameters = (part.strip() for part in content_type.split(";"))
+    if media_type.lower() != "application/json":
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+def request_body(app: APIGatewayRestResolver) -> bytes:
+    """The request's body as it was sent, refusing other media types (415) and large bodies (413)."""
+    event = app.current_event
+    if not _is_json_media_type(event.headers.get("content-type") or ""):
+        raise UnsupportedMediaTypeError("send the body as application/json (UTF-8)")
+    body = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except binascii.Error:
+            raise BodyNotJsonError("the body is not valid base64") from None
+    else:
+        # Unpaired surrogates survive as bytes that are not UTF-8, so the parser refuses them.
+        raw = body.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES // 1024} KiB")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise BodyNotJsonError("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BodyNotJsonError("the body is not a JSON object")
-    return data
+    return raw
+
+
+def parse_body[Model: BaseModel](
+    app: APIGatewayRestResolver, model: type[Model], context: Mapping[str, Any] | None = None
+) -> Model:
+    """The request body as the model, strictly (carebus.requests)."""
+    return parse_request(model, request_body(app), context)
 
 
 class _HttpStatus:
@@ -171,11 +197,11 @@ def install_problem_answers(app: APIGatewayRestResolver, logger: Logger) -> None
 
     @app.exception_handler(InvalidRequestError)
     def invalid_parts(error: InvalidRequestError) -> Response:
-        return problem_response(validation_problem(*error.failures))
+        return problem_response(validation_problem(*error.failures, body_not_json=error.body_not_json))
 
     @app.exception_handler(BodyNotJsonError)
     def not_json(_: BodyNotJsonError) -> Response:
-        return problem_response(body_not_json_problem())
+        return problem_response(validation_problem(body_not_json=True))
 
     @app.exception_handler(ForbiddenError)
     def forbidden(error: ForbiddenError) -> Response:

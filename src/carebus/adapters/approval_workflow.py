@@ -28,6 +28,7 @@ from carebus.approvals import (
     check_decision,
     decided_view,
     decision_for,
+    is_approval_id,
     read_wait,
     settle,
     stage_of,
@@ -48,6 +49,10 @@ class Decided:
 
 
 def load_approval(approvals: Table, approval_id: str) -> dict[str, Any]:
+    """The approval; not found, without asking DynamoDB, for an id that no approval can have (nor is
+    quoted back: it may be anything, of any length)."""
+    if not is_approval_id(approval_id):
+        raise NotFoundError("no approval has this id")
     record = approvals.get({"approvalId": approval_id})
     if record is None:
         raise NotFoundError(f"no approval {approval_id}")
