@@ -22,7 +22,9 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
+# pip runs --quiet for about a minute: one line first says what is happening.
 $(STAMP): pyproject.toml
+	@echo "Installing carebus's development environment into $(VENV) (first run, or pyproject.toml changed: about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

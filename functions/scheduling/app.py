@@ -1,7 +1,8 @@
-"""Scheduling: book the earliest free follow-up slot of the practitioner, or waitlist the request."""
+"""Scheduling: book the earliest free follow-up slot of the practitioner, or waitlist the request (every
+slot taken, or the window already over)."""
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import boto3
@@ -18,9 +19,15 @@ from carebus.adapters.eventbus import announce_once
 from carebus.adapters.idempotency import idempotency_store
 from carebus.errors import MalformedMessageError
 from carebus.events import DomainEvent, appointment_booked, appointment_waitlisted
-from carebus.scheduling import appointment_id_for, candidate_slots, free_slots, slot_key
-
-NO_FREE_SLOT = "no free slot in the follow-up window"
+from carebus.scheduling import (
+    NO_FREE_SLOT,
+    WINDOW_PASSED,
+    appointment_id_for,
+    candidate_slots,
+    free_slots,
+    slot_key,
+    window_has_passed,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -88,6 +95,28 @@ def try_book(appointment: dict[str, Any], npi: str, start: datetime) -> str:
     return "booked"
 
 
+def book_earliest_free_slot(
+    appointment: dict[str, Any], npi: str, earliest: date, latest: date, now: datetime
+) -> bool:
+    """Book the earliest free slot of the window: True once the encounter has its appointment (booked now,
+    or by a delivery before this one), False when no slot is free."""
+    candidates = candidate_slots(earliest, latest, not_before=now)
+    booked = booked_starts(npi, candidates[0], candidates[-1]) if candidates else []
+    for start in free_slots(candidates, booked):
+        outcome = try_book(appointment, npi, start)
+        if outcome == "slot-taken":
+            continue
+        if outcome == "booked":
+            metrics.add_metric(name="AppointmentsBooked", unit=MetricUnit.Count, value=1)
+        return True
+    return False
+
+
+def waitlist(appointment: dict[str, Any], reason: str) -> None:
+    if appointments.put_new({**appointment, "status": "WAITLISTED", "reason": reason}, "pk"):
+        metrics.add_metric(name="AppointmentsWaitlisted", unit=MetricUnit.Count, value=1)
+
+
 def event_for(record: dict[str, Any]) -> DomainEvent:
     if record["status"] == "BOOKED":
         return appointment_booked(
@@ -107,29 +136,21 @@ def schedule(reference: dict[str, Any]) -> dict[str, Any]:
         raise MalformedMessageError("the encounter asks for no follow-up; the message was misrouted")
     npi = encounter.request.practitioner_npi
     key = _appointment_key(encounter.encounter_id)
+    now = current_time()
     appointment = {
         **key,
         "encounterId": encounter.encounter_id,
         "appointmentId": appointment_id_for(encounter.encounter_id),
         "practitionerNpi": npi,
         "visitType": follow_up.visit_type,
-        "createdAt": current_time().isoformat(),
+        "createdAt": now.isoformat(),
     }
     record = appointments.get(key)
     if record is None:
-        candidates = candidate_slots(follow_up.earliest, follow_up.latest, not_before=current_time())
-        booked = booked_starts(npi, candidates[0], candidates[-1]) if candidates else []
-        for start in free_slots(candidates, booked):
-            outcome = try_book(appointment, npi, start)
-            if outcome == "slot-taken":
-                continue
-            if outcome == "booked":
-                metrics.add_metric(name="AppointmentsBooked", unit=MetricUnit.Count, value=1)
-            break
-        else:
-            waitlisted = {**appointment, "status": "WAITLISTED", "reason": NO_FREE_SLOT}
-            if appointments.put_new(waitlisted, "pk"):
-                metrics.add_metric(name="AppointmentsWaitlisted", unit=MetricUnit.Count, value=1)
+        if window_has_passed(follow_up.latest, now=now):
+            waitlist(appointment, WINDOW_PASSED)
+        elif not book_earliest_free_slot(appointment, npi, follow_up.earliest, follow_up.latest, now):
+            waitlist(appointment, NO_FREE_SLOT)
         record = appointments.get(key) or {}
     announce_once(events, BUS_NAME, [event_for(record)], appointments, record, key)
     logger.info("Follow-up scheduled", extra={"status": record["status"], "start": record.get("start")})

@@ -1,10 +1,16 @@
 """carebus: the command line of a carebus stack, the offline one or a deployed one.
 
   carebus local up                      serve the whole stack offline until Ctrl-C
+  carebus local env                     export lines for the AWS CLI: eval "$(carebus local env)"
   carebus demo                          run the scripted scenario on a fresh offline stack
   carebus login --as physician          sign in (or --username NAME [--password P] [--mfa-code CODE])
-  carebus submit FILE                   POST /encounters with an encounter body or API event file
+  carebus token                         the signed-in user's ID token, for curl
+  carebus submit FILE | --sample        POST /encounters with an encounter body, API event file or sample
   carebus trace ENCOUNTER_ID            one encounter's path through the stack, with times
+  carebus queues [--watch SECONDS]      every queue with its visible, in-flight and delayed messages
+  carebus send QUEUE BODY               one raw message into a queue
+  carebus events [--last MINUTES]       the domain events that reached the bus (the audit log)
+  carebus replay --since TIME           replay the bus's archive onto the bus and wait for it
   carebus approvals list|show|approve|reject
   carebus dlq list|show|redrive QUEUE
 
@@ -25,6 +31,7 @@ import getpass
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +39,19 @@ from rich.console import Console
 from rich.table import Table
 
 from carebus_cli.demo import run_scenario
+from carebus_cli.lab_commands import add_lab_commands, target_of
 from carebus_cli.local_up import run_local_up
 from carebus_cli.render import fields_table, moment_text, text, trace_table
-from carebus_client.api import ApiClient, read_encounter_file
+from carebus_cli.waiting import add_wait_options, show_when_ready
+from carebus_client.api import ApiClient, EncounterFile, read_encounter_file
 from carebus_client.dead_letters import dead_letter_queues, find_dead_letter_queue, peek, queue_depth, redrive
 from carebus_client.errors import CarebusError, ExitCode, UsageError
 from carebus_client.output import console
-from carebus_client.stacks import LOCAL_ENDPOINT_URL, SessionStore, Stack, Target, sign_in
+from carebus_client.samples import full_encounter
+from carebus_client.stacks import LOCAL_ENDPOINT_URL, SessionStore, Stack, sign_in
 from carebus_client.trace import trace_encounter
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS
+from carebus_local.template import TEMPLATE_PATH
 
 EXIT_CODES_HELP = __doc__[__doc__.index("Exit codes") :]
 
@@ -67,19 +78,15 @@ def _report(error: CarebusError) -> int:
 
 
 # ----- the commands --------------------------------------------------------------------------------------
-def _target(args: argparse.Namespace) -> Target:
-    return Target.select(args.stack, args.endpoint_url, args.region, args.api_url)
-
-
 def _signed_in_api(args: argparse.Namespace) -> ApiClient:
     """The stack's API as the signed-in user; the session is checked before any network call."""
-    target = _target(args)
+    target = target_of(args)
     signed_in = SessionStore().load(target)
     return Stack.find(target).api(signed_in)
 
 
 def run_login(args: argparse.Namespace, console: Console) -> int:
-    target = _target(args)
+    target = target_of(args)
     if args.role:
         if not target.endpoint_url:
             raise UsageError("--as signs in a demo user of an offline stack; on AWS use --username")
@@ -100,34 +107,50 @@ def run_login(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_submit(args: argparse.Namespace, console: Console) -> int:
-    encounter = read_encounter_file(args.file)
+    if args.procedures is not None and not args.sample:
+        raise UsageError("--procedures shapes the --sample encounter; a file says its own procedures")
+    if args.sample:
+        # Dated today, its follow-up window ahead: it books a slot whatever the day.
+        body = full_encounter(datetime.now(UTC).date())
+        if args.procedures is not None:
+            # As many billable lines as asked, repeating the sample's (a filter policy routes on the count).
+            body["procedures"] = [
+                body["procedures"][i % len(body["procedures"])] for i in range(args.procedures)
+            ]
+        encounter = EncounterFile(body, None)
+    else:
+        encounter = read_encounter_file(args.file)
     api = _signed_in_api(args)
     # Every submission carries a key: the one given, the one in an API event file, or a new one.
     key = args.idempotency_key or encounter.idempotency_key or str(uuid.uuid4())
     answer = api.submit_encounter(encounter.body, key)
     console.print(f"Encounter {answer['encounterId']} {answer['status']} at {answer['location']} (key {key})")
+    # Last, on a line of its own: ENCOUNTER_ID=$(carebus submit --sample | tail -n 1)
+    console.print(answer["encounterId"])
     return ExitCode.OK
 
 
 def run_trace(args: argparse.Namespace, console: Console) -> int:
-    stack = Stack.find(_target(args))
-    console.print(trace_table(trace_encounter(stack, args.encounter_id)))
-    return ExitCode.OK
+    stack = Stack.find(target_of(args))
+    return show_when_ready(args, console, lambda: trace_table(trace_encounter(stack, args.encounter_id)))
 
 
 def run_approvals_list(args: argparse.Namespace, console: Console) -> int:
     api = _signed_in_api(args)
-    approvals = api.approvals(args.status)
-    table = Table(title=f"{args.status.title()} approvals ({len(approvals)})", title_justify="left")
-    table.add_column("approval", no_wrap=True)
-    for heading in APPROVAL_COLUMNS.values():
-        table.add_column(heading)
-    for approval in approvals:
-        table.add_row(
-            text(approval.get("approvalId")), *(text(approval.get(name)) for name in APPROVAL_COLUMNS)
-        )
-    console.print(table)
-    return ExitCode.OK
+
+    def listing() -> Table:
+        approvals = api.approvals(args.status)
+        table = Table(title=f"{args.status.title()} approvals ({len(approvals)})", title_justify="left")
+        table.add_column("approval", no_wrap=True)
+        for heading in APPROVAL_COLUMNS.values():
+            table.add_column(heading)
+        for approval in approvals:
+            table.add_row(
+                text(approval.get("approvalId")), *(text(approval.get(name)) for name in APPROVAL_COLUMNS)
+            )
+        return table
+
+    return show_when_ready(args, console, listing)
 
 
 def run_approvals_show(args: argparse.Namespace, console: Console) -> int:
@@ -147,7 +170,7 @@ def run_approvals_decide(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_dlq_list(args: argparse.Namespace, console: Console) -> int:
-    stack = Stack.find(_target(args))
+    stack = Stack.find(target_of(args))
     table = Table(title=f"Dead-letter queues of {stack.name}", title_justify="left")
     table.add_column("queue")
     table.add_column("output")
@@ -161,22 +184,28 @@ def run_dlq_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_dlq_show(args: argparse.Namespace, console: Console) -> int:
-    stack = Stack.find(_target(args))
+    stack = Stack.find(target_of(args))
     queue = find_dead_letter_queue(stack, args.queue)
-    messages = peek(stack, queue, args.limit)
-    table = Table(title=f"{queue.name} dead letters ({len(messages)} shown)", title_justify="left")
-    for column in ("message", "sent (UTC)", "receives", "body"):
-        table.add_column(column, overflow="fold")
-    for message in messages:
-        table.add_row(
-            message.message_id, moment_text(message.sent_at), str(message.receive_count), text(message.body)
-        )
-    console.print(table)
-    return ExitCode.OK
+
+    def dead_letters() -> Table:
+        messages = peek(stack, queue, args.limit)
+        table = Table(title=f"{queue.name} dead letters ({len(messages)} shown)", title_justify="left")
+        for column in ("message", "sent (UTC)", "receives", "body"):
+            table.add_column(column, overflow="fold")
+        for message in messages:
+            table.add_row(
+                message.message_id,
+                moment_text(message.sent_at),
+                str(message.receive_count),
+                text(message.body),
+            )
+        return table
+
+    return show_when_ready(args, console, dead_letters)
 
 
 def run_dlq_redrive(args: argparse.Namespace, console: Console) -> int:
-    stack = Stack.find(_target(args))
+    stack = Stack.find(target_of(args))
     queue = find_dead_letter_queue(stack, args.queue)
     with console.status(f"Moving the messages of {queue.name} back to their source queue"):
         moved = redrive(stack, queue)
@@ -268,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="lab time: retry a failed message after SECONDS instead of its queue's visibility timeout "
         "(a poison message then reaches its DLQ in about 5 x SECONDS)",
     )
+    up.add_argument(
+        "--template",
+        type=Path,
+        default=TEMPLATE_PATH,
+        help="the SAM template to serve (default: the project's template.yaml); a copy beside it keeps "
+        "its CodeUri paths (lab 2 serves one with another filter policy)",
+    )
 
     _command(commands, "demo", run_demo, "run the scripted scenario on a fresh offline stack", on_stack=False)
 
@@ -280,16 +316,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--mfa-code", help="the current code of the user's authenticator app (TOTP), if enrolled"
     )
 
-    submit = _command(commands, "submit", run_submit, "submit an encounter (POST /encounters)")
-    submit.add_argument("file", type=Path, help="a JSON encounter body, or an API event file with a body")
+    submit = _command(
+        commands, "submit", run_submit, "submit an encounter (POST /encounters) and print its id last"
+    )
+    encounter = submit.add_mutually_exclusive_group(required=True)
+    encounter.add_argument(
+        "file", type=Path, nargs="?", help="a JSON encounter body, or an API event file with a body"
+    )
+    encounter.add_argument(
+        "--sample",
+        action="store_true",
+        help="a sample encounter dated today (procedures, a follow-up, two prescriptions, one controlled)",
+    )
     submit.add_argument(
         "--idempotency-key",
         help="sent as Idempotency-Key (default: the file's, for an API event, or a new one): "
         "a retry with the same key answers the same encounter",
     )
+    submit.add_argument(
+        "--procedures",
+        type=int,
+        choices=range(51),
+        metavar="N",
+        help="with --sample: N billable procedures (0-50) instead of the sample's two",
+    )
 
     trace = _command(commands, "trace", run_trace, "one encounter's path through the stack, with times")
     trace.add_argument("encounter_id")
+    add_wait_options(trace, "the trace")
+
+    add_lab_commands(commands, local, _command)
 
     approvals = commands.add_parser("approvals", help="controlled-substance approvals, as a pharmacist")
     approval_commands = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
@@ -297,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--status", default="PENDING", choices=("PENDING", "APPROVED", "REJECTED", "EXPIRED")
     )
+    add_wait_options(listing, "the list")
     _command(approval_commands, "show", run_approvals_show, "one approval").add_argument("approval_id")
     approve = _command(approval_commands, "approve", run_approvals_decide, "approve a pending prescription")
     approve.set_defaults(decision="APPROVE")
@@ -314,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         dlq_commands, "show", run_dlq_show, "peek at a queue's messages (they stay where they are)"
     )
     show_command.add_argument("--limit", type=int, default=10, help="at most this many messages (default 10)")
+    add_wait_options(show_command, "the messages")
     redrive_command = _command(
         dlq_commands, "redrive", run_dlq_redrive, "move a queue's messages back to their source"
     )

@@ -6,6 +6,7 @@ prescription, and each encounter's trace shows its path. Every expected step is 
 the demo exits 0 only if all of them happened. No AWS account or credentials are needed.
 """
 
+import os
 import time
 import uuid
 import warnings
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from contextlib import ExitStack, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -244,19 +246,36 @@ def summary_table(outcomes: list[StepOutcome]) -> Table:
     return table
 
 
+def demo_ports(host: str) -> tuple[int, int]:
+    """The AWS and API ports of one demo run: whichever the system picks, never the ones `carebus local up`
+    defaults to, so that `make local` can start while a demo runs and two demos never share a port."""
+    aws_port, api_port = free_ports(host, (0, 0))
+    return aws_port, api_port
+
+
+def handler_log_path(home: Path, started_at: datetime, pid: int) -> Path:
+    """One demo run's own handler log, named by its start and its process: a run started at the same time
+    (or later) writes another file, so every run's log stays readable after it."""
+    return home / "demo-logs" / f"handlers-{started_at:%Y%m%d-%H%M%S}-{pid}.log"
+
+
 def run_scenario(console: Console) -> int:
     """Start an offline stack on free ports, run the scenario, print traces and the summary, stop."""
     started = time.monotonic()
     defaults = RuntimeOptions()
-    aws_port, api_port = free_ports(defaults.host, (defaults.aws_port, defaults.api_port))
+    aws_port, api_port = demo_ports(defaults.host)
     # Failed messages are retried after a second, not after the queue's two-minute visibility timeout.
     options = RuntimeOptions(aws_port=aws_port, api_port=api_port, retry_failed_after_seconds=1)
-    handler_log = carebus_home() / "demo-handlers.log"
-    handler_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home = carebus_home()
+    handler_log = handler_log_path(home, datetime.now(UTC), os.getpid())
+    # mkdir's mode applies to the last directory only: the home (sessions live there) is made private first.
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handler_log.parent.mkdir(mode=0o700, exist_ok=True)
     with ExitStack() as resources:
         # The handlers print JSON logs and metrics to stdout as on Lambda; they go to a file rather than
         # through the scenario's output (the console keeps the real stdout).
-        resources.enter_context(redirect_stdout(resources.enter_context(handler_log.open("w"))))
+        # "x": never another run's file, even if the names ever met.
+        resources.enter_context(redirect_stdout(resources.enter_context(handler_log.open("x"))))
         resources.enter_context(warnings.catch_warnings())
         # Powertools warns whenever an invocation had no business metric to flush: nothing to act on here.
         warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)

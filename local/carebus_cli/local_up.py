@@ -1,20 +1,27 @@
 """`carebus local up` (what `make local` runs): the offline stack served until Ctrl-C, for labs and tests."""
 
 import argparse
+import io
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from carebus_cli.render import text
 from carebus_client.errors import ExitCode, UsageError
-from carebus_client.stacks import LOCAL_ENDPOINT_URL
+from carebus_client.stacks import LOCAL_ENDPOINT_URL, carebus_home
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
 from carebus_local.serve import free_ports, offline_runtime
+from carebus_local.template import TEMPLATE_PATH
 
 
 def run_local_up(args: argparse.Namespace, console: Console) -> int:
@@ -23,14 +30,22 @@ def run_local_up(args: argparse.Namespace, console: Console) -> int:
     aws_port, api_port = (
         free_ports(host, (port,))[0] if port == 0 else port for port in (args.port, args.api_port)
     )
+    handler_log = local_log_path(carebus_home(), datetime.now(UTC), os.getpid())
     options = RuntimeOptions(
         aws_port=aws_port,
         api_port=api_port,
         env_json_path=args.env_json,
         parameters=_parameter_overrides(args.parameter_overrides),
         retry_failed_after_seconds=args.retry_after,
+        template_path=args.template,
+        handler_log_path=handler_log,
     )
     with ExitStack() as resources:
+        handler_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The handlers' JSON lines stay on this terminal, as a lab wants to watch them, and go to a file
+        # too, which `carebus logs` reads (on AWS it reads CloudWatch Logs).
+        log_file = resources.enter_context(handler_log.open("x"))
+        resources.enter_context(redirect_stdout(_Tee(sys.stdout, log_file)))
         with console.status("Starting the offline stack (template.yaml on moto)"):
             runtime = resources.enter_context(offline_runtime(options))
         with _until_stopped() as stopped:
@@ -40,6 +55,30 @@ def run_local_up(args: argparse.Namespace, console: Console) -> int:
                 pass
         console.print("Stopping the offline stack")
     return ExitCode.OK
+
+
+def local_log_path(home: Path, started_at: datetime, pid: int) -> Path:
+    """One offline stack's handler log, named by its start and its process: never another run's file."""
+    return home / "local-logs" / f"handlers-{started_at:%Y%m%d-%H%M%S}-{pid}.log"
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the terminal and to the handler log alike."""
+
+    def __init__(self, terminal: io.TextIOBase | Any, file: io.TextIOBase | Any) -> None:
+        self.terminal, self.file = terminal, file
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self.file.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        self.file.flush()
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
 
 
 def _parameter_overrides(pairs: Sequence[str]) -> dict[str, str]:
@@ -62,6 +101,10 @@ def _print_local_stack(console: Console, runtime: OfflineRuntime, options: Runti
     console.print(
         f"  env.json      {options.env_json_path} (sam local invoke --env-vars {options.env_json_path})"
     )
+    if options.template_path != TEMPLATE_PATH:
+        console.print(f"  template      {options.template_path}")
+    if options.handler_log_path is not None:
+        console.print(f"  handler log   {options.handler_log_path} (carebus logs ENCOUNTER_ID)")
     for name, value in sorted(options.parameters.items()):
         console.print(f"  parameter     {name}={value}")
     if options.retry_failed_after_seconds is not None:

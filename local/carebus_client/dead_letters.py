@@ -1,7 +1,6 @@
 """A stack's dead-letter queues: what is on them, and moving their messages back (redrive)."""
 
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from carebus_client.errors import (
     CarebusError,
     UsageError,
 )
+from carebus_client.queues import kebab, squashed
 from carebus_client.stacks import Stack, aws_errors
 
 DEAD_LETTER_OUTPUT_SUFFIX = "DeadLetterQueueUrl"
@@ -52,7 +52,7 @@ class Redrive:
 
 def dead_letter_queues(stack: Stack) -> list[DeadLetterQueue]:
     return [
-        DeadLetterQueue(_kebab(key.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX)), key, url)
+        DeadLetterQueue(kebab(key.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX)), key, url)
         for key, url in sorted(stack.outputs.items())
         if key.endswith(DEAD_LETTER_OUTPUT_SUFFIX)
     ]
@@ -60,12 +60,12 @@ def dead_letter_queues(stack: Stack) -> list[DeadLetterQueue]:
 
 def find_dead_letter_queue(stack: Stack, name: str) -> DeadLetterQueue:
     """A DLQ by logical name (billing, event-delivery; case and dashes do not matter) or output key."""
-    wanted = _squashed(name.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX))
+    wanted = squashed(name.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX))
     queues = dead_letter_queues(stack)
     for queue in queues:
         if wanted in (
-            _squashed(queue.name),
-            _squashed(queue.output_key.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX)),
+            squashed(queue.name),
+            squashed(queue.output_key.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX)),
         ):
             return queue
     known = ", ".join(queue.name for queue in queues)
@@ -208,11 +208,3 @@ def _sendable_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 def _queue_arn(sqs: Any, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def _kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
-
-
-def _squashed(name: str) -> str:
-    return re.sub(r"[-_\s]", "", name).lower()

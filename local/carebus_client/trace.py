@@ -76,6 +76,7 @@ def trace_encounter(stack: Stack, encounter_id: str) -> Trace:
                 else "not yet: a retry with the same Idempotency-Key publishes it",
             ),
             *_record_steps(stack, encounter_id, prescriptions),
+            *_approval_steps(stack, prescriptions),
             *_audit_steps(stack, encounter_id),
             *_workflow_steps(stack, [record["prescriptionId"] for record in prescriptions], submitted_at),
         ]
@@ -126,6 +127,37 @@ def _record_steps(stack: Stack, encounter_id: str, prescriptions: list[dict[str,
                 + (f" (schedule {schedule})" if schedule else ""),
             )
         )
+    return steps
+
+
+def _approval_steps(stack: Stack, prescriptions: list[dict[str, Any]]) -> list[TraceStep]:
+    """Where each controlled prescription's approval stands: waiting for a pharmacist (its token stored,
+    the server's only), escalated, decided or ended."""
+    steps = []
+    for prescription in prescriptions:
+        if not prescription.get("deaSchedule"):
+            continue
+        approval_id = f"apr-{prescription['prescriptionId']}"
+        approval = _get_record(
+            stack,
+            "ApprovalsTableName",
+            {"approvalId": approval_id},
+            ("status", "escalated", "tokenStoredAt", "expiresAt", "decidedAt", "decision", "failedAt"),
+        )
+        if approval is None:
+            continue
+        if approval.get("tokenStoredAt") and approval.get("status") == "PENDING":
+            waiting = "escalated, " if approval.get("escalated") else ""
+            steps.append(
+                TraceStep(
+                    _timestamp(approval["tokenStoredAt"]),
+                    "approval awaiting a pharmacist",
+                    f"{approval_id} ({waiting}expires {approval.get('expiresAt')})",
+                )
+            )
+        ended = approval.get("decidedAt") or approval.get("failedAt")
+        if approval.get("status") != "PENDING":
+            steps.append(TraceStep(_timestamp(ended), f"approval {approval.get('status')}", approval_id))
     return steps
 
 

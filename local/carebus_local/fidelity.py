@@ -13,6 +13,7 @@ that AWS's stricter behaviour opens. Applied by the offline runtime and by the t
 import functools
 import threading
 import time
+import types
 from typing import Any
 
 _applied = False
@@ -36,6 +37,7 @@ def make_moto_behave_like_aws() -> None:
         _carry_the_cause_of_a_task_failure()
         _make_dynamodb_requests_atomic()
         _give_each_event_one_time()
+        _replay_only_the_window()
         _applied = True
 
 
@@ -250,3 +252,19 @@ def _give_each_event_one_time() -> None:
         return put_events(self, [{"Time": now, **event} for event in events])
 
     EventsBackend.put_events = put_events_at_one_time  # type: ignore[method-assign]
+
+
+def _replay_only_the_window() -> None:
+    """StartReplay replays the archived events of its window (EventStartTime to EventEndTime); moto
+    replays the whole archive."""
+    from moto.events.models import Replay
+
+    replay_events = Replay.replay_events
+
+    @functools.wraps(replay_events)
+    def replay_the_window(self: Any, archive: Any) -> None:
+        start, end = float(self.event_start_time), float(self.event_end_time)
+        in_window = [event for event in archive.events if start <= float(event["time"]) <= end]
+        replay_events(self, types.SimpleNamespace(events=in_window))
+
+    Replay.replay_events = replay_the_window  # type: ignore[method-assign]

@@ -63,6 +63,9 @@ class RuntimeOptions:
     # How long the local API waits on a client that has gone quiet mid-request before answering 400 and
     # closing; tests shorten it rather than wait out the default.
     api_read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    # A file that also gets the handlers' log lines (whoever runs the stack writes them there); published as
+    # the stack's HandlerLogFile output, where on AWS a client would read CloudWatch Logs.
+    handler_log_path: Path | None = None
 
 
 class OfflineRuntime:
@@ -120,6 +123,8 @@ class OfflineRuntime:
             template_dir=self.options.template_path.parent,
         ).provision()
         self.stack.outputs["ApiUrl"] = f"{self.api_url}/{self._stage()}"
+        if self.options.handler_log_path is not None:
+            self.stack.outputs["HandlerLogFile"] = str(self.options.handler_log_path)
         self._publish_outputs()
         self._seed_users()
         self.functions = {

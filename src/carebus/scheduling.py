@@ -9,6 +9,11 @@ from zoneinfo import ZoneInfo
 SLOT_LENGTH: Final = timedelta(minutes=30)
 _DAY: Final = timedelta(days=1)
 
+# Why a follow-up is waitlisted rather than booked: the AppointmentWaitlisted event's reason, one fixed
+# text per cause. A window already over needs someone to agree a new one; a full window may free up.
+NO_FREE_SLOT: Final = "no free slot in the follow-up window"
+WINDOW_PASSED: Final = "the follow-up window has already passed"
+
 
 @dataclass(frozen=True, slots=True)
 class BusinessHours:
@@ -54,6 +59,13 @@ def candidate_slots(
                 start += SLOT_LENGTH
         day += _DAY
     return slots
+
+
+def window_has_passed(latest: date, *, now: datetime, hours: BusinessHours = BusinessHours()) -> bool:
+    """Whether the window's last day is over in the practice's own calendar (where its weekdays are
+    counted too): then no slot of the window can be booked, whatever is free."""
+    _require_aware(now, "now")
+    return latest < now.astimezone(hours.time_zone).date()
 
 
 def free_slots(candidates: Iterable[datetime], booked: Iterable[datetime]) -> list[datetime]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from carebus.scheduling import NO_FREE_SLOT, WINDOW_PASSED
 from carebus_testing import load_event, sample_body, set_clock, submit
 
 
@@ -130,7 +131,7 @@ def test_a_request_whose_window_has_only_taken_slots_is_waitlisted(scheduling, f
 
     assert response == {"batchItemFailures": []}
     waitlisted = appointment_of(driver, late)
-    assert waitlisted["status"] == "WAITLISTED"
+    assert (waitlisted["status"], waitlisted["reason"]) == ("WAITLISTED", NO_FREE_SLOT)
     assert "start" not in waitlisted
     assert {datetime.fromisoformat(slot["start"]) for slot in slots(driver)} == {
         datetime(2026, 11, 16, 16, tzinfo=UTC),
@@ -148,7 +149,8 @@ def test_a_request_whose_window_has_only_taken_slots_is_waitlisted(scheduling, f
     }
 
 
-def test_a_request_whose_window_has_passed_is_waitlisted(scheduling, function, driver, monkeypatch):
+def test_a_request_whose_window_has_passed_is_waitlisted_as_passed(scheduling, function, driver, monkeypatch):
+    # The sample's window ends on Friday 20 November 2026; on the Monday after, it is over.
     set_clock(function, monkeypatch, datetime(2026, 11, 23, 9, tzinfo=UTC))
     encounter_id = submit(function)
     driver.capture_bus()
@@ -156,9 +158,23 @@ def test_a_request_whose_window_has_passed_is_waitlisted(scheduling, function, d
     response = scheduling.invoke(reference(encounter_id))
 
     assert response == {"batchItemFailures": []}
-    assert appointment_of(driver, encounter_id)["status"] == "WAITLISTED"
+    waitlisted = appointment_of(driver, encounter_id)
+    assert (waitlisted["status"], waitlisted["reason"]) == ("WAITLISTED", WINDOW_PASSED)
     assert slots(driver) == []
-    assert [event["detail-type"] for event in scheduling_events(driver)] == ["AppointmentWaitlisted"]
+    (event,) = scheduling_events(driver)
+    assert event["detail-type"] == "AppointmentWaitlisted"
+    assert event["detail"]["reason"] == WINDOW_PASSED
+
+
+def test_a_window_ending_today_after_closing_time_is_full_not_passed(
+    scheduling, function, driver, monkeypatch
+):
+    set_clock(function, monkeypatch, datetime(2026, 11, 20, 17, 30, tzinfo=UTC))
+    encounter_id = submit(function)
+
+    scheduling.invoke(reference(encounter_id))
+
+    assert appointment_of(driver, encounter_id)["reason"] == NO_FREE_SLOT
 
 
 def test_a_stale_view_of_the_bookings_loses_the_slot_to_the_transaction_and_takes_the_next(

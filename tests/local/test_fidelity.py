@@ -3,8 +3,10 @@
 import json
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -225,3 +227,29 @@ def test_every_rule_that_matches_an_event_sees_the_same_event_time(monkeypatch):
             json.loads(sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"])["time"] for url in queues
         ]
     assert times[0] == times[1]
+
+
+def test_a_replay_sends_only_the_archived_events_of_its_window():
+    with mock_aws():
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        url = sqs.create_queue(QueueName="replayed")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bus = events.describe_event_bus()["Arn"]
+        archive = events.create_archive(ArchiveName="all", EventSourceArn=bus)["ArchiveArn"]
+        events.put_events(Entries=[{"Source": "carebus.test", "DetailType": "early", "Detail": "{}"}])
+        time.sleep(0.01)
+        window_start = datetime.now(UTC)
+        events.put_events(Entries=[{"Source": "carebus.test", "DetailType": "late", "Detail": "{}"}])
+        events.put_rule(Name="replays", EventPattern=json.dumps({"source": ["carebus.test"]}))
+        events.put_targets(Rule="replays", Targets=[{"Id": "queue", "Arn": arn}])
+
+        events.start_replay(
+            ReplayName="late-only",
+            EventSourceArn=archive,
+            EventStartTime=window_start,
+            EventEndTime=window_start + timedelta(minutes=1),
+            Destination={"Arn": bus},
+        )
+
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(message["Body"])["detail-type"] for message in received] == ["late"]

@@ -12,6 +12,7 @@ from carebus.scheduling import (
     candidate_slots,
     free_slots,
     slot_key,
+    window_has_passed,
 )
 
 MONDAY = date(2025, 3, 17)
@@ -118,6 +119,68 @@ def test_every_candidate_is_a_future_utc_slot_inside_local_business_hours(
         assert hours.opens <= local.time()
         assert (local + SLOT_LENGTH).time() <= hours.closes
         assert local.minute in {0, 30}
+
+
+# ----- a window that is already over -----------------------------------------------------------------
+def test_a_window_whose_last_day_was_yesterday_has_passed() -> None:
+    assert window_has_passed(MONDAY - timedelta(days=1), now=utc(MONDAY, 0, 0))
+
+
+def test_a_window_whose_last_day_is_today_has_not_passed_even_after_closing_time() -> None:
+    # Today's slots are gone at 23:59, but the window is not over: that is a full window, not a past one.
+    assert not window_has_passed(MONDAY, now=datetime(2025, 3, 17, 23, 59, tzinfo=UTC))
+
+
+def test_a_window_has_passed_by_the_practices_calendar_not_by_utc() -> None:
+    # 01:00 UTC on Tuesday is still Monday evening in New York: a window ending on Monday is not over there.
+    tuesday_early_utc = utc(MONDAY + timedelta(days=1), 1)
+    assert window_has_passed(MONDAY, now=tuesday_early_utc)
+    assert not window_has_passed(MONDAY, now=tuesday_early_utc, hours=BusinessHours(time_zone=NEW_YORK))
+
+
+def test_a_naive_now_is_rejected() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        window_has_passed(MONDAY, now=datetime(2025, 3, 17, 9))
+
+
+ZONES = st.sampled_from([UTC, NEW_YORK, ZoneInfo("Pacific/Auckland"), timezone(timedelta(hours=-3))])
+NOW = st.datetimes(datetime(2024, 1, 1), datetime(2026, 12, 31), timezones=st.just(UTC))
+
+
+@given(
+    earliest=st.dates(date(2024, 1, 1), date(2026, 12, 31)),
+    length=st.integers(0, 20),
+    now=NOW,
+    zone=ZONES,
+)
+def test_a_window_that_has_passed_offers_no_slot(
+    earliest: date, length: int, now: datetime, zone: ZoneInfo | timezone
+) -> None:
+    hours = BusinessHours(time_zone=zone)
+    latest = earliest + timedelta(days=length)
+    if window_has_passed(latest, now=now, hours=hours):
+        assert candidate_slots(earliest, latest, not_before=now, hours=hours) == []
+
+
+@given(
+    latest=st.dates(date(2024, 1, 1), date(2026, 12, 31)),
+    now=NOW,
+    later=st.timedeltas(timedelta(0), timedelta(days=3650)),
+)
+def test_once_a_window_has_passed_it_stays_passed(latest: date, now: datetime, later: timedelta) -> None:
+    if window_has_passed(latest, now=now):
+        assert window_has_passed(latest, now=now + later)
+
+
+@given(latest=st.dates(date(2024, 1, 1), date(2026, 12, 31)), moment=st.times(), zone=ZONES)
+def test_a_window_is_open_all_through_its_last_local_day_and_over_all_through_the_next(
+    latest: date, moment: time, zone: ZoneInfo | timezone
+) -> None:
+    hours = BusinessHours(time_zone=zone)
+    on_the_last_day = datetime.combine(latest, moment, tzinfo=zone)
+    on_the_day_after = datetime.combine(latest + timedelta(days=1), moment, tzinfo=zone)
+    assert not window_has_passed(latest, now=on_the_last_day.astimezone(UTC), hours=hours)
+    assert window_has_passed(latest, now=on_the_day_after.astimezone(UTC), hours=hours)
 
 
 def test_free_slots_drop_booked_ones_and_keep_order() -> None:
