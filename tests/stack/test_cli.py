@@ -255,13 +255,18 @@ def test_submitting_without_a_session_exits_4(carebus, monkeypatch, tmp_path):
     assert "carebus login" in ran.err
 
 
-def test_a_token_the_api_refuses_exits_4(carebus, carebus_home):
+def signed_in_with(carebus: Cli, home: Path, **changes: str) -> None:
+    """Signed in as the physician, then the stored session changed (a token forged, an expiry passed)."""
     carebus("login", "--as", "physician")
-    sessions = carebus_home / "sessions.json"
+    sessions = home / "sessions.json"
     stored = json.loads(sessions.read_text())
     for entry in stored.values():
-        entry["idToken"] = "eyJhbGciOiJub25lIn0.e30.not-signed"
+        entry.update(changes)
     sessions.write_text(json.dumps(stored))
+
+
+def test_a_token_the_api_refuses_exits_4(carebus, carebus_home):
+    signed_in_with(carebus, carebus_home, idToken="eyJhbGciOiJub25lIn0.e30.not-signed")
 
     ran = carebus("submit", str(SAMPLE_EVENT))
 
@@ -678,12 +683,7 @@ def test_token_prints_the_signed_in_users_id_token_that_the_api_takes(
 
 
 def test_token_without_a_session_or_with_an_expired_one_exits_4(carebus, carebus_home, monkeypatch, tmp_path):
-    carebus("login", "--as", "physician")
-    sessions = carebus_home / "sessions.json"
-    stored = json.loads(sessions.read_text())
-    for entry in stored.values():
-        entry["expiresAt"] = "2000-01-01T00:00:00+00:00"
-    sessions.write_text(json.dumps(stored))
+    signed_in_with(carebus, carebus_home, expiresAt="2000-01-01T00:00:00+00:00")
 
     expired = carebus("token")
     monkeypatch.setenv("CAREBUS_HOME", str(tmp_path / "nobody"))

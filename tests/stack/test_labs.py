@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,18 @@ def _lines(stream, into: "queue.Queue[str | None]") -> None:
     for line in iter(stream.readline, ""):
         into.put(line)
     into.put(None)
+
+
+def _lines_until(lines: "queue.Queue[str | None]", deadline: float) -> Iterator[str]:
+    """The process's lines as they come, until it ends or the deadline (time.monotonic()) passes."""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            return
+        if line is None:
+            return
+        yield line
 
 
 def _spawn(
@@ -61,14 +74,7 @@ class LabServer:
         self.endpoint_url = self._wait_for_banner()
 
     def _wait_for_banner(self) -> str:
-        deadline = time.monotonic() + _SERVER_START_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
+        for line in _lines_until(self._lines, time.monotonic() + _SERVER_START_SECONDS):
             self.output.append(line)
             if line.strip().startswith(_BANNER_API):
                 self.api_url = line.split()[-1]
@@ -103,18 +109,12 @@ class LabShell:
         self.process.stdin.write(f"{{ {command}\n}} < /dev/null 2>&1; printf '\\n{marker} %d\\n' $?\n")
         self.process.stdin.flush()
         output: list[str] = []
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                raise AssertionError("the lab's shell ended:\n" + "".join(output))
+        for line in _lines_until(self._lines, time.monotonic() + timeout):
             if line.startswith(marker):
                 return "".join(output).removesuffix("\n"), int(line.split()[1])
             output.append(line)
-        raise AssertionError(f"out of the lab's time while running {command!r}:\n" + "".join(output[-40:]))
+        ended = "the lab's shell ended" if self.process.poll() is not None else "out of the lab's time"
+        raise AssertionError(f"{ended} while running {command!r}:\n" + "".join(output[-40:]))
 
     def close(self) -> None:
         if self.process.poll() is None:
