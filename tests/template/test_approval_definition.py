@@ -174,3 +174,27 @@ def test_the_audit_trail_ships_a_query_that_counts_facts_by_event_id(cfn):
     stages = [stage.strip() for stage in query["QueryString"].split("|")]
     assert "stats count(*) as deliveries by detailType, eventId" in stages
     assert "stats count(*) as events, sum(deliveries) as deliveries by detailType" in stages
+
+
+# What an announcement may carry: ids, who and when, never free text (a rejection's reason may name the
+# patient; it stays in the encrypted approval and prescription records).
+ANNOUNCED_FIELDS = {
+    "schemaVersion",
+    "eventId",
+    "encounterId",
+    "prescriptionId",
+    "approvalId",
+    "decidedBy",
+    "decidedAt",
+}
+
+
+def test_every_announcement_of_the_workflow_carries_ids_and_times_only(states):
+    details = {
+        name: {key.removesuffix(".$") for entry in state["Parameters"]["Entries"] for key in entry["Detail"]}
+        for name, state in announcements(states).items()
+    }
+    assert len(details) == 4
+    assert {name: sorted(fields - ANNOUNCED_FIELDS) for name, fields in details.items()} == {
+        name: [] for name in details
+    }
