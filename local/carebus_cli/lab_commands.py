@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.text import Text
 
 from carebus_cli.waiting import add_wait_options, show_when_ready
+from carebus_client.api import read_input_file
 from carebus_client.bus import BusEvent, audit_events, start_replay, wait_for_replay
 from carebus_client.errors import ExitCode, UsageError
 from carebus_client.logs import describe, encounter_log_lines
@@ -146,15 +147,7 @@ def run_send(args: argparse.Namespace, _console: Console) -> int:
 
 def _message_body(given: str, *, raw: bool) -> str:
     """BODY as given, or the content of @FILE; JSON unless --raw (a quoting slip in the shell is caught)."""
-    body = given
-    if given.startswith("@"):
-        path = Path(given[1:])
-        try:
-            body = path.read_text()
-        except FileNotFoundError:
-            raise UsageError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"{path}: cannot read it ({error})") from None
+    body = read_input_file(Path(given[1:])) if given.startswith("@") else given
     if not raw:
         try:
             json.loads(body)

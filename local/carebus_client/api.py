@@ -104,15 +104,19 @@ class EncounterFile:
     idempotency_key: str | None
 
 
-def read_encounter_file(path: Path) -> EncounterFile:
-    """The encounter in a file: a bare request body, or an API Gateway event whose "body" is one."""
+def read_input_file(path: Path) -> str:
+    """A file the user named, as text; a UsageError in one line when it cannot be read."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{path}: cannot read it ({error})") from None
-    document = _parse_json(text, str(path))
+
+
+def read_encounter_file(path: Path) -> EncounterFile:
+    """The encounter in a file: a bare request body, or an API Gateway event whose "body" is one."""
+    document = _parse_json(read_input_file(path), str(path))
     key = None
     if isinstance(document, dict) and "body" in document and not ENCOUNTER_MEMBERS & document.keys():
         headers = document.get("headers") if isinstance(document.get("headers"), dict) else {}

@@ -11,7 +11,7 @@ from carebus_client.errors import (
     CarebusError,
     UsageError,
 )
-from carebus_client.queues import kebab, squashed
+from carebus_client.queues import Queue, queues_of_outputs, squashed
 from carebus_client.stacks import Stack, aws_errors
 
 DEAD_LETTER_OUTPUT_SUFFIX = "DeadLetterQueueUrl"
@@ -19,13 +19,8 @@ DEAD_LETTER_OUTPUT_SUFFIX = "DeadLetterQueueUrl"
 _RECEIVE_LIMIT = 10  # SQS hands out at most ten messages per ReceiveMessage
 
 
-@dataclass(frozen=True)
-class DeadLetterQueue:
-    """A dead-letter queue among the stack's outputs, named after its output key (billing, event-delivery)."""
-
-    name: str
-    output_key: str
-    url: str
+# A dead-letter queue among the stack's outputs, named after its output key (billing, event-delivery).
+DeadLetterQueue = Queue
 
 
 @dataclass(frozen=True)
@@ -51,11 +46,7 @@ class Redrive:
 
 
 def dead_letter_queues(stack: Stack) -> list[DeadLetterQueue]:
-    return [
-        DeadLetterQueue(kebab(key.removesuffix(DEAD_LETTER_OUTPUT_SUFFIX)), key, url)
-        for key, url in sorted(stack.outputs.items())
-        if key.endswith(DEAD_LETTER_OUTPUT_SUFFIX)
-    ]
+    return queues_of_outputs(stack, DEAD_LETTER_OUTPUT_SUFFIX)
 
 
 def find_dead_letter_queue(stack: Stack, name: str) -> DeadLetterQueue:

@@ -37,12 +37,17 @@ class QueueCounts:
     dead_letter_arn: str | None
 
 
-def stack_queues(stack: Stack) -> list[Queue]:
+def queues_of_outputs(stack: Stack, suffix: str = QUEUE_OUTPUT_SUFFIX) -> list[Queue]:
+    """The queues whose output keys end with suffix, each named after its key without it."""
     return [
-        Queue(kebab(key.removesuffix(QUEUE_OUTPUT_SUFFIX)), key, url)
+        Queue(kebab(key.removesuffix(suffix)), key, url)
         for key, url in sorted(stack.outputs.items())
-        if key.endswith(QUEUE_OUTPUT_SUFFIX)
+        if key.endswith(suffix)
     ]
+
+
+def stack_queues(stack: Stack) -> list[Queue]:
+    return queues_of_outputs(stack)
 
 
 def find_queue(stack: Stack, name: str) -> Queue:
