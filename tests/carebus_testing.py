@@ -231,6 +231,8 @@ def _required_permissions(
             for item in params["TransactItems"]
             for kind, request in item.items()
         ]
+    if service == "dynamodb" and operation in ("BatchGetItem", "BatchWriteItem"):
+        return [(f"dynamodb:{operation}", _arn_named(stack, table)) for table in params["RequestItems"]]
     if service == "dynamodb":
         return [(f"dynamodb:{operation}", _arn_named(stack, params["TableName"]))]
     if service == "events" and operation == "PutEvents":

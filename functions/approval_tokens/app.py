@@ -11,10 +11,11 @@ from botocore.exceptions import ClientError
 
 from carebus.adapters.consumer import consume_messages
 from carebus.adapters.dynamo import Table
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.approvals import WAIT_OVER_ERRORS, ApprovalStatus, TokenMessage, deadline, parse_token_message
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 
 approvals = Table(boto3.client("dynamodb"), os.environ["APPROVALS_TABLE"])
 stepfunctions = boto3.client("stepfunctions")

@@ -15,11 +15,12 @@ from pydantic import BaseModel
 from carebus.adapters.api import caller_of, install_problem_answers, parse_body
 from carebus.adapters.approval_workflow import decide_approval, load_approval
 from carebus.adapters.dynamo import Table
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.approvals import ApprovalStatus, DecisionRequest, approval_view
 from carebus.auth import Role
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 metrics = Metrics()
 app = APIGatewayRestResolver()
 install_problem_answers(app, logger)

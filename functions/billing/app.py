@@ -12,14 +12,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carebus.adapters.consumer import ONCE_PER_ENCOUNTER, consume_references
 from carebus.adapters.dynamo import Table
-from carebus.adapters.encounters import load_encounter
-from carebus.adapters.eventbus import announce_once
+from carebus.adapters.encounters import StoredEncounter
+from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.billing import build_claim
 from carebus.events import claim_submitted
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 metrics = Metrics()
 
 dynamodb = boto3.client("dynamodb")
@@ -30,28 +31,29 @@ BUS_NAME = os.environ["EVENT_BUS_NAME"]
 
 
 @idempotent_function(
-    data_keyword_argument="reference", config=ONCE_PER_ENCOUNTER, persistence_store=idempotency_store()
+    data_keyword_argument="reference",
+    config=ONCE_PER_ENCOUNTER,
+    persistence_store=idempotency_store(dynamodb),
 )
 @tracer.capture_method
-def bill(reference: dict[str, Any]) -> dict[str, Any]:
-    encounter = load_encounter(encounters, reference["encounterId"])
+def bill(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str, Any]:
     request = encounter.request
     claim = build_claim(
         encounter.encounter_id, request.practitioner_npi, request.diagnoses, request.procedures
     )
-    record = {**claim.to_item(), "createdAt": datetime.now(UTC).isoformat()}
-    key = {"encounterId": claim.encounter_id}
-    if claims.put_new(record, "encounterId"):
+    if claims.put_new({**claim.to_item(), "createdAt": datetime.now(UTC).isoformat()}, "encounterId"):
         metrics.add_metric(name="ClaimsSubmitted", unit=MetricUnit.Count, value=1)
-    else:
-        record = claims.get(key) or record
-    announce_once(events, BUS_NAME, [claim_submitted(claim)], claims, record, key)
+    # A claim stored by an earlier delivery is the same claim: it derives from the encounter alone.
     logger.info("Claim submitted", extra={"claim_id": claim.claim_id, "total_cents": claim.total_cents})
-    return {"claimId": claim.claim_id, "totalCents": claim.total_cents}
+    return {
+        "claimId": claim.claim_id,
+        "totalCents": claim.total_cents,
+        "events": entries([claim_submitted(claim)], BUS_NAME),
+    }
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return consume_references(event, context, bill, logger)
+    return consume_references(event, context, bill, logger, encounters=encounters, events_client=events)

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from carebus.adapters.api import Caller, caller_of, install_problem_answers
 from carebus.adapters.dynamo import Table
 from carebus.adapters.encounters import EncounterNotFoundError, StoredEncounter, load_encounter
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.auth import Role
 from carebus.messages import ENCOUNTER_ID_PATTERN
 
@@ -30,7 +31,7 @@ _CLAIM_FIELDS = ("claimId", "status", "lines", "totalCents", "diagnosisCodes")
 _APPOINTMENT_FIELDS = ("appointmentId", "status", "start", "visitType", "reason")
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 app = APIGatewayRestResolver()
 install_problem_answers(app, logger)
 

@@ -29,6 +29,7 @@ from carebus.adapters.api import (
 from carebus.adapters.dynamo import Table
 from carebus.adapters.idempotency import idempotency_store
 from carebus.adapters.submissions import EncounterIntake, Submission
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.auth import Role
 from carebus.models import EncounterRequest
 from carebus.problems import problem
@@ -42,13 +43,14 @@ SAME_KEY_SAME_BODY = IdempotencyConfig(
 )
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 metrics = Metrics()
 app = APIGatewayRestResolver()
 install_problem_answers(app, logger)
 
+dynamodb = boto3.client("dynamodb")
 intake = EncounterIntake(
-    Table(boto3.client("dynamodb"), os.environ["ENCOUNTERS_TABLE"]),
+    Table(dynamodb, os.environ["ENCOUNTERS_TABLE"]),
     boto3.client("sns"),
     os.environ["ENCOUNTER_TOPIC_ARN"],
     logger,
@@ -56,7 +58,9 @@ intake = EncounterIntake(
 
 
 @idempotent_function(
-    data_keyword_argument="submission", config=SAME_KEY_SAME_BODY, persistence_store=idempotency_store()
+    data_keyword_argument="submission",
+    config=SAME_KEY_SAME_BODY,
+    persistence_store=idempotency_store(dynamodb),
 )
 @tracer.capture_method
 def accept(submission: dict[str, str], request: EncounterRequest) -> dict[str, str]:

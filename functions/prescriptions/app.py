@@ -12,14 +12,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carebus.adapters.consumer import ONCE_PER_ENCOUNTER, consume_references
 from carebus.adapters.dynamo import Table
-from carebus.adapters.encounters import load_encounter
-from carebus.adapters.eventbus import announce_once
+from carebus.adapters.encounters import StoredEncounter
+from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.events import DomainEvent, prescription_approval_requested, prescription_released
 from carebus.prescribing import PrescriptionStatus, initial_status, prescription_id_for
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 metrics = Metrics()
 
 dynamodb = boto3.client("dynamodb")
@@ -39,41 +40,44 @@ def event_for(record: dict[str, Any]) -> DomainEvent:
 
 
 @idempotent_function(
-    data_keyword_argument="reference", config=ONCE_PER_ENCOUNTER, persistence_store=idempotency_store()
+    data_keyword_argument="reference",
+    config=ONCE_PER_ENCOUNTER,
+    persistence_store=idempotency_store(dynamodb),
 )
 @tracer.capture_method
-def prescribe(reference: dict[str, Any]) -> dict[str, Any]:
-    encounter = load_encounter(encounters, reference["encounterId"])
+def prescribe(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str, Any]:
     request = encounter.request
-    statuses: dict[str, str] = {}
-    for index, prescription in enumerate(request.prescriptions, start=1):
-        prescription_id = prescription_id_for(encounter.encounter_id, index)
-        key = {"encounterId": encounter.encounter_id, "prescriptionId": prescription_id}
-        status = initial_status(prescription)
-        record: dict[str, Any] = {
-            **key,
+    now = datetime.now(UTC).isoformat()
+    records = [
+        {
+            "encounterId": encounter.encounter_id,
+            "prescriptionId": prescription_id_for(encounter.encounter_id, index),
             **prescription.model_dump(mode="json", by_alias=True),
             "prescriberNpi": request.practitioner_npi,
             # The prescriber's login (an opaque id): nobody may approve a prescription of their own.
             "prescribedBy": encounter.submitted_by,
-            "status": status.value,
-            "createdAt": datetime.now(UTC).isoformat(),
+            "status": initial_status(prescription).value,
+            "createdAt": now,
         }
-        if prescriptions.put_new(record, "prescriptionId"):
+        for index, prescription in enumerate(request.prescriptions, start=1)
+    ]
+    # All of the encounter's prescriptions in one transaction; one an earlier delivery stored is left
+    # as it is now (a pharmacist may have decided it), and announced as it was first stored.
+    for record, stored in zip(records, prescriptions.put_all_new(records, "prescriptionId"), strict=True):
+        if stored:
             metrics.add_metric(
-                name=f"Prescriptions{status.title().replace('_', '')}", unit=MetricUnit.Count, value=1
+                name=f"Prescriptions{record['status'].title().replace('_', '')}",
+                unit=MetricUnit.Count,
+                value=1,
             )
-        else:
-            record = prescriptions.get(key) or record
-        announce_once(events, BUS_NAME, [event_for(record)], prescriptions, record, key)
-        statuses[prescription_id] = record["status"]
+    statuses = {record["prescriptionId"]: record["status"] for record in records}
     controlled = sum(status == PrescriptionStatus.PENDING_APPROVAL for status in statuses.values())
     logger.info("Prescriptions stored", extra={"count": len(statuses), "pending_approval": controlled})
-    return {"prescriptions": statuses}
+    return {"prescriptions": statuses, "events": entries([event_for(record) for record in records], BUS_NAME)}
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return consume_references(event, context, prescribe, logger)
+    return consume_references(event, context, prescribe, logger, encounters=encounters, events_client=events)

@@ -14,9 +14,10 @@ from botocore.exceptions import ClientError
 
 from carebus.adapters.consumer import ONCE_PER_ENCOUNTER, consume_references
 from carebus.adapters.dynamo import Table, to_item
-from carebus.adapters.encounters import load_encounter
-from carebus.adapters.eventbus import announce_once
+from carebus.adapters.encounters import StoredEncounter
+from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
+from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.errors import MalformedMessageError
 from carebus.events import DomainEvent, appointment_booked, appointment_waitlisted
 from carebus.scheduling import (
@@ -30,7 +31,7 @@ from carebus.scheduling import (
 )
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_LIBRARIES)
 metrics = Metrics()
 
 dynamodb = boto3.client("dynamodb")
@@ -97,24 +98,38 @@ def try_book(appointment: dict[str, Any], npi: str, start: datetime) -> str:
 
 def book_earliest_free_slot(
     appointment: dict[str, Any], npi: str, earliest: date, latest: date, now: datetime
-) -> bool:
-    """Book the earliest free slot of the window: True once the encounter has its appointment (booked now,
-    or by a delivery before this one), False when no slot is free."""
+) -> dict[str, Any] | None:
+    """Book the earliest free slot of the window: the appointment as booked now, the stored one when an
+    earlier delivery already wrote it, or None when no slot is free."""
     candidates = candidate_slots(earliest, latest, not_before=now)
     booked = booked_starts(npi, candidates[0], candidates[-1]) if candidates else []
     for start in free_slots(candidates, booked):
         outcome = try_book(appointment, npi, start)
         if outcome == "slot-taken":
             continue
-        if outcome == "booked":
-            metrics.add_metric(name="AppointmentsBooked", unit=MetricUnit.Count, value=1)
-        return True
-    return False
+        if outcome == "exists":
+            return stored_appointment(appointment)
+        metrics.add_metric(name="AppointmentsBooked", unit=MetricUnit.Count, value=1)
+        return {**appointment, "status": "BOOKED", "start": start.isoformat()}
+    return None
 
 
-def waitlist(appointment: dict[str, Any], reason: str) -> None:
-    if appointments.put_new({**appointment, "status": "WAITLISTED", "reason": reason}, "pk"):
-        metrics.add_metric(name="AppointmentsWaitlisted", unit=MetricUnit.Count, value=1)
+def waitlist(appointment: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The appointment waitlisted now, or the stored one when an earlier delivery already wrote it."""
+    record = {**appointment, "status": "WAITLISTED", "reason": reason}
+    if not appointments.put_new(record, "pk"):
+        return stored_appointment(appointment)
+    metrics.add_metric(name="AppointmentsWaitlisted", unit=MetricUnit.Count, value=1)
+    return record
+
+
+def stored_appointment(appointment: dict[str, Any]) -> dict[str, Any]:
+    """What an earlier delivery wrote (booked or waitlisted): the encounter's one appointment, announced
+    as it was stored. Only a redelivery after a lost idempotency record reads it."""
+    record = appointments.get(_appointment_key(appointment["encounterId"]))
+    if record is None:  # a write that reported the record as existing: never absent afterwards
+        raise RuntimeError("the appointment an earlier delivery wrote is not stored")
+    return record
 
 
 def event_for(record: dict[str, Any]) -> DomainEvent:
@@ -126,39 +141,42 @@ def event_for(record: dict[str, Any]) -> DomainEvent:
 
 
 @idempotent_function(
-    data_keyword_argument="reference", config=ONCE_PER_ENCOUNTER, persistence_store=idempotency_store()
+    data_keyword_argument="reference",
+    config=ONCE_PER_ENCOUNTER,
+    persistence_store=idempotency_store(dynamodb),
 )
 @tracer.capture_method
-def schedule(reference: dict[str, Any]) -> dict[str, Any]:
-    encounter = load_encounter(encounters, reference["encounterId"])
+def schedule(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str, Any]:
     follow_up = encounter.request.follow_up
     if follow_up is None:
         raise MalformedMessageError("the encounter asks for no follow-up; the message was misrouted")
     npi = encounter.request.practitioner_npi
-    key = _appointment_key(encounter.encounter_id)
     now = current_time()
     appointment = {
-        **key,
+        **_appointment_key(encounter.encounter_id),
         "encounterId": encounter.encounter_id,
         "appointmentId": appointment_id_for(encounter.encounter_id),
         "practitionerNpi": npi,
         "visitType": follow_up.visit_type,
         "createdAt": now.isoformat(),
     }
-    record = appointments.get(key)
-    if record is None:
-        if window_has_passed(follow_up.latest, now=now):
-            waitlist(appointment, WINDOW_PASSED)
-        elif not book_earliest_free_slot(appointment, npi, follow_up.earliest, follow_up.latest, now):
-            waitlist(appointment, NO_FREE_SLOT)
-        record = appointments.get(key) or {}
-    announce_once(events, BUS_NAME, [event_for(record)], appointments, record, key)
+    # No read first: the writes are conditional, and the rare redelivery that finds the appointment
+    # written reads it then.
+    if window_has_passed(follow_up.latest, now=now):
+        record = waitlist(appointment, WINDOW_PASSED)
+    else:
+        booked = book_earliest_free_slot(appointment, npi, follow_up.earliest, follow_up.latest, now)
+        record = booked or waitlist(appointment, NO_FREE_SLOT)
     logger.info("Follow-up scheduled", extra={"status": record["status"], "start": record.get("start")})
-    return {"appointmentId": record["appointmentId"], "status": record["status"]}
+    return {
+        "appointmentId": record["appointmentId"],
+        "status": record["status"],
+        "events": entries([event_for(record)], BUS_NAME),
+    }
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return consume_references(event, context, schedule, logger)
+    return consume_references(event, context, schedule, logger, encounters=encounters, events_client=events)

@@ -1,14 +1,18 @@
-"""The queue-consumer edge: SQS batch in, partial batch response out, one parsed message a record."""
+"""The queue-consumer edge: SQS batch in, partial batch response out, one parsed message a record, and
+the batch's domain events put together at the end."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from carebus.adapters.dynamo import Table
+from carebus.adapters.encounters import EncounterNotFoundError, StoredEncounter, stored_encounter
+from carebus.adapters.eventbus import Entry, put_entries
 from carebus.errors import CarebusError, MalformedMessageError
 from carebus.messages import EncounterReference, parse_reference
 
@@ -29,52 +33,110 @@ def consume_messages[Message](
     context: LambdaContext,
     *,
     parse: Callable[[str], Message],
-    process: Callable[[Message], None],
+    process: Callable[[Message], Sequence[Entry] | None],
     log_keys: Callable[[Message], dict[str, str]],
     logger: Logger,
+    prepare: Callable[[list[Message]], None] | None = None,
+    events_client: Any = None,
 ) -> dict[str, Any]:
-    """Parse and process each record; a record that fails either way is reported, never dropped.
+    """Parse every record, prepare(the parsed messages) once, then process each; a record that fails
+    any way is reported, never dropped.
 
-    parse raises MalformedMessageError for a body that breaks the message contract. The function's own
-    logger carries log_keys(message) into every line logged while a record is processed.
+    parse raises MalformedMessageError for a body that breaks the message contract. process returns the
+    PutEvents entries its record announces: they are put for the whole batch after every record is
+    processed (events_client's PutEvents, ten a request), and a record whose events were not all taken
+    is reported failed, so that its redelivery announces them again. The function's own logger carries
+    log_keys(message) into every line logged while a record is processed.
     """
-
-    def handle_record(record: SQSRecord) -> None:
+    records = event["Records"]
+    parsed: dict[str, Message | MalformedMessageError] = {}
+    for record in records:
         try:
-            message = parse(record.body)
+            parsed[record["messageId"]] = parse(record["body"])
         except MalformedMessageError as error:
+            parsed[record["messageId"]] = error
+    if prepare is not None:
+        prepare([message for message in parsed.values() if not isinstance(message, MalformedMessageError)])
+
+    # The record's keys are set on the logger as each record starts (overwriting the last record's) and
+    # removed once the batch is done: a context manager per record costs more than the rest of the edge.
+    appended: set[str] = set()
+
+    def log_with(keys: dict[str, str | None]) -> None:
+        logger.append_keys(**keys)
+        appended.update(keys)
+
+    def handle_record(record: SQSRecord) -> Sequence[Entry] | None:
+        message = parsed[record.message_id]
+        if isinstance(message, MalformedMessageError):
             # The routing attribute still names the encounter when the body is malformed.
             attributes = record.raw_event.get("messageAttributes", {})
             correlation = attributes.get("encounterId", {}).get("stringValue")
-            with logger.append_context_keys(encounter_id=correlation, message_id=record.message_id):
-                _report_failure(logger, error)
+            log_with({"encounter_id": correlation, "message_id": record.message_id})
+            _report_failure(logger, message)
+            raise message
+        log_with({"message_id": record.message_id, **log_keys(message)})
+        try:
+            return process(message)
+        except Exception as error:
+            _report_failure(logger, error)
             raise
-        with logger.append_context_keys(message_id=record.message_id, **log_keys(message)):
-            try:
-                process(message)
-            except Exception as error:
-                _report_failure(logger, error)
-                raise
 
     # One processor per invocation: it holds the batch's state, which must not be shared between
     # functions or concurrent invocations in one process (the offline runtime, tests). A batch where
     # every record fails still answers with the failures (each reaches the DLQ on its own count)
     # instead of raising, which would fail the invocation and hide the poison among the others.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
+    try:
+        with processor(records=records, handler=handle_record, lambda_context=context):
+            outcomes = processor.process()
+        failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
+        announcements = {
+            record["messageId"]: result
+            for status, result, record in outcomes
+            if status == "success" and result
+        }
+        if announcements:
+            for message_id, code in put_entries(events_client, announcements).items():
+                message = parsed[message_id]
+                assert not isinstance(message, MalformedMessageError)  # only processed records announce
+                log_with({"message_id": message_id, **log_keys(message)})
+                logger.warning("Record's events not accepted; it stays on the queue", extra={"error": code})
+                failures.append({"itemIdentifier": message_id})
+    finally:
+        logger.remove_keys(list(appended))
+    return {"batchItemFailures": failures}
 
 
 def consume_references(
-    event: dict[str, Any], context: LambdaContext, process: Callable[..., Any], logger: Logger
+    event: dict[str, Any],
+    context: LambdaContext,
+    process: Callable[..., dict[str, Any]],
+    logger: Logger,
+    *,
+    encounters: Table,
+    events_client: Any,
 ) -> dict[str, Any]:
-    """Call process(reference={...}) for each encounter reference; process is idempotent on
-    ONCE_PER_ENCOUNTER, so duplicate deliveries of one encounter change nothing."""
+    """Call process(reference={...}, encounter=StoredEncounter) for each encounter reference, with every
+    encounter of the batch read in one request first; process is idempotent on ONCE_PER_ENCOUNTER (so
+    duplicate deliveries of one encounter write nothing twice) and returns its record's summary with the
+    PutEvents entries it announces under "events"."""
     ONCE_PER_ENCOUNTER.register_lambda_context(context)
+    stored: dict[str, dict[str, Any]] = {}
 
-    def process_reference(reference: EncounterReference) -> None:
-        process(reference=reference.model_dump(mode="json"))
+    def read_encounters(references: list[EncounterReference]) -> None:
+        ids = sorted({reference.encounter_id for reference in references})
+        stored.update(
+            (record["encounterId"], record)
+            for record in encounters.get_many([{"encounterId": id_} for id_ in ids])
+        )
+
+    def process_reference(reference: EncounterReference) -> Sequence[Entry]:
+        record = stored.get(reference.encounter_id)
+        if record is None:
+            raise EncounterNotFoundError(f"no encounter {reference.encounter_id}")
+        encounter: StoredEncounter = stored_encounter(record)
+        return process(reference=reference.model_dump(mode="json"), encounter=encounter)["events"]
 
     return consume_messages(
         event,
@@ -83,4 +145,6 @@ def consume_references(
         process=process_reference,
         log_keys=lambda reference: {"encounter_id": reference.encounter_id},
         logger=logger,
+        prepare=read_encounters,
+        events_client=events_client,
     )

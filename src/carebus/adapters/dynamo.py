@@ -1,11 +1,20 @@
 """DynamoDB records as plain dicts, with writes that never overwrite what another attempt stored."""
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from carebus.errors import CarebusError
+
+# DynamoDB's limits per request: keys of a BatchGetItem, items of a TransactWriteItems.
+_BATCH_GET_LIMIT = 100
+_TRANSACTION_LIMIT = 100
+# Unprocessed keys are asked for again after a short, growing pause (AWS's advice for batch reads).
+_UNPROCESSED_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -32,6 +41,10 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
+class BatchReadIncompleteError(CarebusError):
+    """DynamoDB kept leaving keys of a batch read unprocessed (throttling); the caller retries later."""
+
+
 def is_conditional_check_failure(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -46,6 +59,72 @@ class Table:
     def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
         answer = self.client.get_item(TableName=self.name, Key=to_item(key), ConsistentRead=True)
         return from_item(answer["Item"]) if "Item" in answer else None
+
+    def get_many(self, keys: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The records stored under these keys (strongly consistent, in no particular order; a key with
+        no record is left out), in one BatchGetItem per hundred keys."""
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                self.name: {
+                    "Keys": [to_item(key) for key in keys[start : start + _BATCH_GET_LIMIT]],
+                    "ConsistentRead": True,
+                }
+            }
+            for pause in (0.0, *_UNPROCESSED_RETRY_PAUSES):
+                time.sleep(pause)
+                answer = self.client.batch_get_item(RequestItems=pending)
+                records.extend(from_item(item) for item in answer["Responses"].get(self.name, []))
+                pending = answer.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise BatchReadIncompleteError(f"{self.name}: keys left unprocessed after every retry")
+        return records
+
+    def put_all_new(self, records: Sequence[Mapping[str, Any]], key_attribute: str) -> list[bool]:
+        """Store each record unless one with its key exists, all in one transaction per hundred records;
+        for each record, True when this call stored it (False: it was there already, left as it was)."""
+        stored = [False] * len(records)
+        for start in range(0, len(records), _TRANSACTION_LIMIT):
+            pending = list(range(start, min(start + _TRANSACTION_LIMIT, len(records))))
+            # A cancelled transaction wrote nothing; it names the records that exist, and the rest are
+            # written again: at most one more transaction.
+            while pending:
+                existing = self._transact_put_new([records[index] for index in pending], key_attribute)
+                if existing is None:
+                    for index in pending:
+                        stored[index] = True
+                    break
+                pending = [index for position, index in enumerate(pending) if position not in existing]
+        return stored
+
+    def _transact_put_new(self, records: Sequence[Mapping[str, Any]], key_attribute: str) -> set[int] | None:
+        """None when every record was written; else the positions of those that already exist."""
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.name,
+                            "Item": to_item(record),
+                            "ConditionExpression": "attribute_not_exists(#key)",
+                            "ExpressionAttributeNames": {"#key": key_attribute},
+                        }
+                    }
+                    for record in records
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            existing = {position for position, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+            # Any other reason (a conflicting transaction, throttling) is an error to retry later.
+            if not existing or any(code not in (None, "None", "ConditionalCheckFailed") for code in reasons):
+                raise
+            return existing
+        return None
 
     def put_new(self, record: Mapping[str, Any], key_attribute: str) -> bool:
         """Store the record unless one with its key exists; False when it already did."""
@@ -91,11 +170,6 @@ class Table:
         if values or condition_values:
             request["ExpressionAttributeValues"] = to_item({**values, **(condition_values or {})})
         return request
-
-    def set_attributes(self, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        """Set attributes of an existing record (the key must exist, or DynamoDB's error is raised)."""
-        request = self._update_request(key, values, (), "attribute_exists(#k)", None, {"#k": next(iter(key))})
-        self.client.update_item(**request)
 
     def update(
         self,

@@ -1,44 +1,41 @@
-"""Putting domain events on the bus, with partial failures turned into an error to retry."""
+"""Putting domain events on the bus: every event of one invocation in as few PutEvents as the limit
+allows, and each failure traced back to the work that produced it, so that only that work is retried."""
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import batched
 from typing import Any
 
-from carebus.adapters.dynamo import Table
-from carebus.errors import CarebusError
+from botocore.exceptions import BotoCoreError, ClientError
+
 from carebus.events import DomainEvent
 
-_PUT_EVENTS_LIMIT = 10
+_PUT_EVENTS_LIMIT = 10  # entries per PutEvents request
+
+Entry = dict[str, str]
 
 
-class EventPublishError(CarebusError):
-    """EventBridge did not accept every event; the caller fails so the work is retried."""
+def entries(events: Sequence[DomainEvent], bus_name: str) -> list[Entry]:
+    """The PutEvents entries of these events: what a consumer's record returns to be announced (kept
+    in the idempotency record, so that a redelivery announces the same events again)."""
+    return [event.to_entry(bus_name) for event in events]
 
 
-def put_events(client: Any, bus_name: str, events: Sequence[DomainEvent]) -> None:
-    for chunk in batched(events, _PUT_EVENTS_LIMIT, strict=False):
-        answer = client.put_events(Entries=[event.to_entry(bus_name) for event in chunk])
+def put_entries[Key: Hashable](client: Any, entries_by_key: Mapping[Key, Sequence[Entry]]) -> dict[Key, str]:
+    """Put every key's entries, ten per request across keys; the keys with an entry EventBridge did not
+    accept, each with the error code. An entry that failed is not put again here: its key's work is
+    retried as a whole, and a retry that repeats an accepted event repeats its eventId too."""
+    tagged = [(key, entry) for key, key_entries in entries_by_key.items() for entry in key_entries]
+    failed: dict[Key, str] = {}
+    for chunk in batched(tagged, _PUT_EVENTS_LIMIT, strict=False):
+        try:
+            answer = client.put_events(Entries=[entry for _, entry in chunk])
+        except (BotoCoreError, ClientError) as error:
+            # botocore has retried what it retries; the chunk's work goes back to the queue instead.
+            code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+            failed.update((key, code) for key, _ in chunk)
+            continue
         if answer.get("FailedEntryCount", 0):
-            codes = sorted({entry["ErrorCode"] for entry in answer["Entries"] if "ErrorCode" in entry})
-            raise EventPublishError(f"{answer['FailedEntryCount']} event(s) not accepted: {', '.join(codes)}")
-
-
-def announce_once(
-    client: Any,
-    bus_name: str,
-    events: Sequence[DomainEvent],
-    table: Table,
-    record: Mapping[str, Any],
-    key: Mapping[str, Any],
-) -> bool:
-    """Put a record's events unless the record says they were put; mark it after. False if already done.
-
-    A crash between the put and the mark repeats the events on retry: consumers of the bus dedupe on
-    the ids in the detail. What can never happen is a record whose events were lost.
-    """
-    if record.get("announcedAt"):
-        return False
-    put_events(client, bus_name, events)
-    table.set_attributes(key, {"announcedAt": datetime.now(UTC).isoformat()})
-    return True
+            for (key, _), result in zip(chunk, answer["Entries"], strict=True):
+                if "ErrorCode" in result:
+                    failed.setdefault(key, result["ErrorCode"])
+    return failed
