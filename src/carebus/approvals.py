@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from carebus.errors import ConflictError, ForbiddenError, MalformedMessageError, ServiceUnavailableError
+from carebus.fields import FREE_TEXT_METADATA, field_error
 from carebus.messages import ENCOUNTER_ID_PATTERN
-from carebus.models import FREE_TEXT_METADATA, field_error
 
 type Stage = Literal["REQUESTED", "ESCALATED"]
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from carebus.billing import Claim
-from carebus.models import DeaSchedule
+from carebus.fields import DeaSchedule
 
 SCHEMA_VERSION: Final = 1
 

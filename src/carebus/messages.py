@@ -1,12 +1,14 @@
 """The fan-out message contract: SNS publishes a PHI-free reference that SQS delivers raw."""
 
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from carebus.errors import MalformedMessageError
-from carebus.models import EncounterRequest
+
+if TYPE_CHECKING:  # only the intake builds routing attributes; the consumers never load the encounter models
+    from carebus.models import EncounterRequest
 
 ENCOUNTER_ID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
@@ -52,7 +54,7 @@ def _number(value: int) -> dict[str, str]:
     return {"DataType": "Number", "StringValue": str(value)}
 
 
-def routing_attributes(encounter_id: str, request: EncounterRequest) -> dict[str, dict[str, str]]:
+def routing_attributes(encounter_id: str, request: "EncounterRequest") -> dict[str, dict[str, str]]:
     """SNS message attributes that subscription filter policies route on; counts and flags only."""
     return {
         "encounterId": _string(encounter_id),

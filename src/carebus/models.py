@@ -15,13 +15,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from carebus.codes import (
     CPT_SHAPE,
@@ -35,9 +34,8 @@ from carebus.codes import (
     is_valid_icd10cm,
     is_valid_npi,
 )
-from carebus.text import FREE_TEXT_PATTERN, TEXT_PATTERN, printable_free_text, printable_text
-
-type DeaSchedule = Literal["II", "III", "IV", "V"]
+from carebus.fields import DeaSchedule, field_error
+from carebus.text import TEXT_PATTERN, printable_text
 
 MAX_FOLLOW_UP_WINDOW: Final = timedelta(days=90)
 # Nobody alive was born before this; an earlier birth date is a typing error.
@@ -110,24 +108,6 @@ IsoDate = Annotated[date, Field(json_schema_extra={"pattern": _ISO_DATE_SHAPE})]
 NotFutureDate = Annotated[IsoDate, AfterValidator(_not_in_future)]
 # A name or a line of text; free text may also break lines (carebus.text).
 Text = Annotated[str, Field(json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(printable_text)]
-# The free-text rule as metadata, for fields that put length constraints first: constraints written after
-# a validator are checked generically and lose their string error codes.
-FREE_TEXT_METADATA = (
-    Field(json_schema_extra={"pattern": FREE_TEXT_PATTERN}),
-    AfterValidator(printable_free_text),
-)
-
-
-def field_error(model: str, field: str | tuple[str, ...], code: str, message: str) -> ValidationError:
-    """A validation error located at one JSON field, for rules that span fields (model validators).
-
-    Built by hand: errors a model validator raises would have no location, and errors on an absent
-    field are located by Python name, not by JSON alias.
-    """
-    loc = (field,) if isinstance(field, str) else field
-    return ValidationError.from_exception_data(
-        model, [InitErrorDetails(type=PydanticCustomError(code, message), loc=loc, input=None)]
-    )
 
 
 class _RequestModel(BaseModel):

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -18,3 +19,27 @@ def test_domain_package_loads_without_aws_sdk_or_powertools() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def _loaded_after(imports: tuple[str, ...]) -> set[str]:
+    """carebus's modules a fresh interpreter holds after these imports."""
+    probe = "\n".join(
+        [
+            *(f"import {name}" for name in imports),
+            "import json, sys",
+            "print(json.dumps([m for m in sys.modules if m.startswith('carebus')]))",
+        ]
+    )
+    result = subprocess.run(  # noqa: S603 - fixed interpreter and fixed script
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(result.stdout))
+
+
+def test_what_validates_only_decisions_and_tokens_never_builds_the_encounter_models() -> None:
+    # The approvals API and the approval token consumer: each cold start would build every encounter model.
+    loaded = _loaded_after(("carebus.approvals", "carebus.adapters.consumer", "carebus.adapters.eventbus"))
+
+    assert "carebus.approvals" in loaded
+    assert "carebus.models" not in loaded
+    assert "carebus.events" not in loaded

@@ -1,5 +1,6 @@
 """The queue-consumer edge: SQS batch in, partial batch response out, one parsed message a record, and
-the batch's domain events put together at the end."""
+the batch's domain events put together at the end. Nothing here loads the encounter models: the approval
+token consumer uses it too (carebus.adapters.references consumes encounter references)."""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -7,17 +8,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from carebus.adapters.dynamo import Table
-from carebus.adapters.encounters import EncounterNotFoundError, StoredEncounter, stored_encounter
 from carebus.adapters.eventbus import Entry, put_entries
 from carebus.errors import CarebusError, MalformedMessageError
-from carebus.messages import EncounterReference, parse_reference
-
-# A consumer writes its record at most once per encounter; a week outlives any SQS redelivery (4 days).
-ONCE_PER_ENCOUNTER = IdempotencyConfig(event_key_jmespath="encounterId", expires_after_seconds=7 * 24 * 3600)
 
 
 def _report_failure(logger: Logger, error: Exception) -> None:
@@ -106,45 +100,3 @@ def consume_messages[Message](
     finally:
         logger.remove_keys(list(appended))
     return {"batchItemFailures": failures}
-
-
-def consume_references(
-    event: dict[str, Any],
-    context: LambdaContext,
-    process: Callable[..., dict[str, Any]],
-    logger: Logger,
-    *,
-    encounters: Table,
-    events_client: Any,
-) -> dict[str, Any]:
-    """Call process(reference={...}, encounter=StoredEncounter) for each encounter reference, with every
-    encounter of the batch read in one request first; process is idempotent on ONCE_PER_ENCOUNTER (so
-    duplicate deliveries of one encounter write nothing twice) and returns its record's summary with the
-    PutEvents entries it announces under "events"."""
-    ONCE_PER_ENCOUNTER.register_lambda_context(context)
-    stored: dict[str, dict[str, Any]] = {}
-
-    def read_encounters(references: list[EncounterReference]) -> None:
-        ids = sorted({reference.encounter_id for reference in references})
-        stored.update(
-            (record["encounterId"], record)
-            for record in encounters.get_many([{"encounterId": id_} for id_ in ids])
-        )
-
-    def process_reference(reference: EncounterReference) -> Sequence[Entry]:
-        record = stored.get(reference.encounter_id)
-        if record is None:
-            raise EncounterNotFoundError(f"no encounter {reference.encounter_id}")
-        encounter: StoredEncounter = stored_encounter(record)
-        return process(reference=reference.model_dump(mode="json"), encounter=encounter)["events"]
-
-    return consume_messages(
-        event,
-        context,
-        parse=parse_reference,
-        process=process_reference,
-        log_keys=lambda reference: {"encounter_id": reference.encounter_id},
-        logger=logger,
-        prepare=read_encounters,
-        events_client=events_client,
-    )

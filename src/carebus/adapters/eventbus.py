@@ -3,18 +3,19 @@ allows, and each failure traced back to the work that produced it, so that only 
 
 from collections.abc import Hashable, Mapping, Sequence
 from itertools import batched
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from carebus.events import DomainEvent
+if TYPE_CHECKING:  # the approval token consumer puts no events: it never loads the event or encounter models
+    from carebus.events import DomainEvent
 
 _PUT_EVENTS_LIMIT = 10  # entries per PutEvents request
 
 Entry = dict[str, str]
 
 
-def entries(events: Sequence[DomainEvent], bus_name: str) -> list[Entry]:
+def entries(events: Sequence["DomainEvent"], bus_name: str) -> list[Entry]:
     """The PutEvents entries of these events: what a consumer's record returns to be announced (kept
     in the idempotency record, so that a redelivery announces the same events again)."""
     return [event.to_entry(bus_name) for event in events]
