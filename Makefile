@@ -17,7 +17,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo local chaos lint validate cfn-lint checkov unit test build rehearse e2e deploy contract clean
+.PHONY: help venv demo local chaos bench lint validate cfn-lint checkov unit test build rehearse e2e deploy contract clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ local: $(STAMP) ## Serve the whole stack offline for labs (AWS on :4566, API on 
 
 chaos: $(STAMP) ## Fault-injection run: 1,000 encounters under faults, then the ledger and a verdict
 	$(BIN)/python -m carebus_chaos $(CHAOS_ARGS)
+
+bench: $(STAMP) ## Measure the performance budget into docs/performance.md (BENCH_ARGS=--skip-test-phases: quicker)
+	$(BIN)/python -m carebus_bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## Ruff over the code and tests
 	$(BIN)/ruff check .
