@@ -11,10 +11,9 @@ from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carebus.adapters.dynamo import Table
-from carebus.adapters.encounters import StoredEncounter
 from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
-from carebus.adapters.references import ONCE_PER_ENCOUNTER, consume_references
+from carebus.adapters.references import ONCE_PER_ENCOUNTER, StoredEncounter, consume_references
 from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.events import DomainEvent, prescription_approval_requested, prescription_released
 from carebus.prescribing import PrescriptionStatus, initial_status, prescription_id_for

@@ -13,10 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from carebus.adapters.dynamo import Table, to_item
-from carebus.adapters.encounters import StoredEncounter
 from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
-from carebus.adapters.references import ONCE_PER_ENCOUNTER, consume_references
+from carebus.adapters.references import ONCE_PER_ENCOUNTER, StoredEncounter, consume_references
 from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.errors import MalformedMessageError
 from carebus.events import DomainEvent, appointment_booked, appointment_waitlisted

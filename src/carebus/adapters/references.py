@@ -1,5 +1,9 @@
 """Consuming encounter references (billing, scheduling, prescriptions): the batch's encounters read at once,
-each record processed idempotently on the encounter, the batch's events put together."""
+each record processed idempotently on the encounter, the batch's events put together.
+
+A consumer imports what it needs of the encounter (StoredEncounter) from here, after carebus.adapters.consumer
+has loaded Powertools' batch utility: loaded after pydantic, that utility also builds every Powertools parser
+model (about 100 ms of each cold start; tests/unit/test_cold_start_imports.py holds the order)."""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +17,8 @@ from carebus.adapters.dynamo import Table
 from carebus.adapters.encounters import EncounterNotFoundError, StoredEncounter, stored_encounter
 from carebus.adapters.eventbus import Entry
 from carebus.messages import EncounterReference, parse_reference
+
+__all__ = ["ONCE_PER_ENCOUNTER", "StoredEncounter", "consume_references"]
 
 # A consumer writes its record at most once per encounter; a week outlives any SQS redelivery (4 days).
 ONCE_PER_ENCOUNTER = IdempotencyConfig(event_key_jmespath="encounterId", expires_after_seconds=7 * 24 * 3600)
