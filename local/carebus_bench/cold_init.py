@@ -165,6 +165,11 @@ def lambda_environment(function: FunctionSpec, code_dir: Path, scratch: Path) ->
     }
 
 
+def spec_json(plan: "ColdInitPlan", reference: str) -> str:
+    """The probe's argument for one reference of a plan."""
+    return json.dumps(plan.spec(reference))
+
+
 def probe(spec: Mapping[str, Any], environment: Mapping[str, str]) -> dict[str, Any]:
     """One fresh interpreter running import_probe.py: -I ignores PYTHON* variables, -S leaves out every
     site-packages (the spec's paths are all it sees beyond the standard library), -B writes no bytecode
@@ -274,8 +279,11 @@ def result_of(plan: ColdInitPlan, samples: Mapping[str, Sequence[dict[str, float
     }
 
 
-def measure_cold_init(rounds: int, only: Sequence[str] = ()) -> dict[str, Any]:
-    """Build, discover, then `rounds` round-robin passes over every (function, reference) pair."""
+def measure_cold_init(rounds: int, only: Sequence[str] = (), attribution_runs: int = 3) -> dict[str, Any]:
+    """Build, discover, then `rounds` round-robin passes over every (function, reference) pair, then
+    where each function's init goes beyond the SDK floor (carebus_bench.attribution)."""
+    from carebus_bench.attribution import attribute  # it imports this module
+
     template = load_template()
     selected = [spec for spec in functions(template) if not only or spec.logical_id in only]
     if not selected:
@@ -295,12 +303,20 @@ def measure_cold_init(rounds: int, only: Sequence[str] = ()) -> dict[str, Any]:
             for reference in REFERENCES
         }
         samples = interleaved(measurements, rounds)
+        # Untimed, after the timed rounds: -X importtime slows what it reports on.
+        attributions = {each.function.logical_id: attribute(each, attribution_runs) for each in plans}
     return {
         "rounds": rounds,
         "order": "round-robin over every function's (function, sdk floor, library floor), fresh processes",
         "powertools": powertools_pins()["aws-lambda-powertools"],
         "python": sys.version.split()[0],
-        "functions": [result_of(each, _samples_of(each, samples)) for each in plans],
+        "functions": [
+            {
+                **result_of(each, _samples_of(each, samples)),
+                "beyond_sdk_floor": attributions[each.function.logical_id],
+            }
+            for each in plans
+        ],
     }
 
 
@@ -331,4 +347,6 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
             f" x{row['cpu_ratio_to_library_floor']:.2f}  clients {','.join(row['services'])}"
             f" ({row['clients_created']} created)"
         )
-    return lines
+    from carebus_bench.attribution import attribution_lines  # it imports this module
+
+    return lines + attribution_lines(result["functions"])

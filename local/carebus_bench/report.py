@@ -85,6 +85,26 @@ def _cold_init(result: Mapping[str, Any]) -> list[str]:
         "",
         *table(header, rows),
         "",
+        *_beyond_floor(result["functions"]),
+    ]
+
+
+def _beyond_floor(functions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Where each function's init goes beyond the SDK floor, by package group (carebus_bench.attribution)."""
+    groups = sorted({group for row in functions for group in row["beyond_sdk_floor"]["ms"]})
+    rows = [
+        (row["function"], *(f"{row['beyond_sdk_floor']['ms'].get(group, 0.0):.0f}" for group in groups))
+        for row in functions
+    ]
+    runs = functions[0]["beyond_sdk_floor"]["runs"] if functions else 0
+    return [
+        "Where the init goes beyond the SDK floor: `-X importtime` self times of the modules the floor"
+        f" does not load, by package, ms, median of {runs} untimed runs (a module's self time is all its"
+        " body does: carebus's includes compiling it, as `sam build` ships no bytecode, and building its"
+        " pydantic models; the handler body is its clients and Powertools objects beyond the floor's).",
+        "",
+        *table(("function", *groups), rows),
+        "",
     ]
 
 

@@ -148,3 +148,28 @@ def test_environment_references_resolve_to_plausible_names():
     assert resolver.resolve({"Ref": "Table"}) == "carebus-bench-Table"
     assert resolver.resolve({"Ref": "Topic"}).startswith("arn:aws:sns:us-east-1:")
     assert resolver.resolve({"Fn::Sub": "${AWS::StackName}-x"}) == "carebus-bench-x"
+
+
+def test_import_self_times_beyond_the_floor_are_grouped_by_package_and_the_rest_is_the_handler_body():
+    from carebus_bench.attribution import Run, beyond_floor, self_times
+
+    report = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:      2000 |       2000 |   botocore.client",
+            "import time:      4000 |      10000 |     pydantic",
+            "import time:      3000 |       3000 |   aws_lambda_powertools.logging",
+            "import time:      1500 |       1500 | carebus.models",
+            "import time:       500 |        500 | asyncio",
+        ]
+    )
+    function = Run(self_times(report), unreported_ms=30.0)
+    floor = Run({"botocore.client": 2500}, unreported_ms=21.0)
+
+    assert beyond_floor(function, floor) == {
+        "pydantic": 4.0,
+        "Powertools": 3.0,
+        "carebus": 1.5,
+        "standard library": 0.5,
+        "handler body": 9.0,
+    }
