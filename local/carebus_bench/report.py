@@ -109,13 +109,27 @@ def _beyond_floor(functions: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _calls(result: Mapping[str, Any]) -> list[str]:
-    rows = [("IntakeFunction, per accepted encounter", *_call_cells(result["intake"]))]
-    rows += [(f"{name}, per record", *_call_cells(row)) for name, row in result["consumers"].items()]
+    single = result.get("batch_of_one")
+    rows = [
+        (
+            "IntakeFunction, per accepted encounter",
+            *_call_cells(result["intake"]),
+            f"{single['intake']['total']:.2f}" if single else "-",
+        )
+    ]
+    rows += [
+        (
+            f"{name}, per record",
+            *_call_cells(row),
+            f"{single['consumers'][name]['total']:.2f}" if single and name in single["consumers"] else "-",
+        )
+        for name, row in result["consumers"].items()
+    ]
     return [
         f"### AWS calls (counted; {result['batch_size']} sample encounters, one batch of"
         f" {result['batch_size']} records per consumer)",
         "",
-        *table(("function", "calls", "by operation"), rows),
+        *table(("function", "calls", "by operation", "calls in a batch of one"), rows),
         "",
     ]
 

@@ -79,11 +79,20 @@ def test_verdicts_come_from_the_figures():
                 },
             ]
         },
-        "calls": {"consumers": {"BillingFunction": {"total": 4.0}, "SchedulingFunction": {"total": 5.5}}},
+        "calls": {
+            "batch_size": 10,
+            "consumers": {"BillingFunction": {"total": 4.0}, "SchedulingFunction": {"total": 5.5}},
+            "batch_of_one": {"consumers": {"BillingFunction": {"total": 5.0}}},
+        },
         "edge": {"edge_above_json_loads_us": 2.5},
         "throughput": {"missing": "not there"},
     }
     by_target = {verdict.target: verdict.verdict for verdict in verdicts(results)}
+    measured = {verdict.target: verdict.measured for verdict in verdicts(results)}
+    assert (
+        measured["AWS calls per BillingFunction record <= 4"]
+        == "4.00 in a batch of 10 (5.00 in a batch of one)"
+    )
     assert by_target["cold init of BillingFunction <= 1.35x the SDK floor"] == MET
     assert by_target["cold init of IntakeFunction <= 1.35x the SDK floor"] == NOT_MET
     assert by_target["AWS calls per BillingFunction record <= 4"] == MET
