@@ -298,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(a poison message then reaches its DLQ in about 5 x SECONDS)",
     )
     up.add_argument(
+        "--batching-window",
+        type=float,
+        metavar="SECONDS",
+        help="lab time: gather each queue's batch for at most SECONDS instead of its mapping's "
+        "MaximumBatchingWindowInSeconds (a message then reaches its consumer without waiting the window)",
+    )
+    up.add_argument(
         "--template",
         type=Path,
         default=TEMPLATE_PATH,

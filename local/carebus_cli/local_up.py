@@ -37,6 +37,7 @@ def run_local_up(args: argparse.Namespace, console: Console) -> int:
         env_json_path=args.env_json,
         parameters=_parameter_overrides(args.parameter_overrides),
         retry_failed_after_seconds=args.retry_after,
+        batching_window_seconds=args.batching_window,
         template_path=args.template,
         handler_log_path=handler_log,
     )
@@ -111,6 +112,11 @@ def _print_local_stack(console: Console, runtime: OfflineRuntime, options: Runti
         console.print(
             f"  lab time      a failed message is retried after {options.retry_failed_after_seconds} s "
             "(not after its queue's visibility timeout)"
+        )
+    if options.batching_window_seconds is not None:
+        console.print(
+            f"  lab time      a queue's batch is gathered for at most {options.batching_window_seconds:g} s "
+            "(not its mapping's MaximumBatchingWindowInSeconds)"
         )
     if endpoint_url != LOCAL_ENDPOINT_URL:
         console.print(f"  other shells  export CAREBUS_ENDPOINT_URL={endpoint_url}")

@@ -74,20 +74,22 @@ class RuleTargetDelivery:
         else:
             raise ValueError(f"the offline runtime cannot deliver to {arn}")
 
+    def deliver_waiting(self, spec: RuleTargetSpec, wait_seconds: int) -> int:
+        """Deliver what one target's shadow queue holds, long-polling up to wait_seconds for the first of
+        it (as an EventBridge target gets an event as soon as it matches, not on the next tick); how many
+        were delivered."""
+        messages = self.sqs.receive_message(
+            QueueUrl=spec.shadow_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+        ).get("Messages", [])
+        for message in messages:
+            self.deliver(spec, json.loads(message["Body"]))
+            self.sqs.delete_message(QueueUrl=spec.shadow_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
     def deliver_pending(self) -> int:
         """Deliver every caught event once; how many were delivered."""
         delivered = 0
         for spec in self.specs:
-            while True:
-                messages = self.sqs.receive_message(
-                    QueueUrl=spec.shadow_queue_url, MaxNumberOfMessages=10
-                ).get("Messages", [])
-                if not messages:
-                    break
-                for message in messages:
-                    self.deliver(spec, json.loads(message["Body"]))
-                    self.sqs.delete_message(
-                        QueueUrl=spec.shadow_queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
-                    delivered += 1
+            while delivered_now := self.deliver_waiting(spec, wait_seconds=0):
+                delivered += delivered_now
         return delivered

@@ -1,6 +1,7 @@
 """SQS event source mappings, emulated: receive a batch, invoke the function, keep only what failed."""
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,37 +67,52 @@ class PollResult:
 class QueuePoller:
     """One event source mapping: a queue, its function, batch size, batching window and failure mode."""
 
-    def __init__(self, sqs: Any, mapping: EventSourceMappingSpec, function: Invocable, region: str) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        mapping: EventSourceMappingSpec,
+        function: Invocable,
+        region: str,
+        batching_window_seconds: float | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.sqs = sqs
         self.mapping = mapping
         self.function = function
         self.region = region
+        # The mapping's MaximumBatchingWindowInSeconds, unless lab time shortens it.
+        self.batching_window_seconds = (
+            mapping.batching_window_seconds if batching_window_seconds is None else batching_window_seconds
+        )
+        # What a pause waits on: whoever runs the poller ends it early by setting it (a fresh event, never
+        # set, if nobody does). Not time.sleep: a test may patch that for the code it is testing.
+        self._stopping = stopping or threading.Event()
         name = mapping.queue_arn.rsplit(":", 1)[1]
         self.queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
+    def _ask(self, wait_seconds: int, count: int) -> list[dict[str, Any]]:
+        return self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(_RECEIVE_LIMIT, count),
+            WaitTimeSeconds=min(_LONGEST_POLL_SECONDS, wait_seconds),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+
     def _receive(self, wait_seconds: int, fill_batch: bool) -> list[dict[str, Any]]:
         """One batch: long-polls wait_seconds for a first message, then (if fill_batch) long-polls the rest
-        of the batching window for more, as Lambda's poller does, instead of asking again and again."""
-        messages: list[dict[str, Any]] = []
-        window = self.mapping.batching_window_seconds if fill_batch else 0
-        deadline = time.monotonic() + window
-        while len(messages) < self.mapping.batch_size:
-            if messages:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                wait = max(1, round(remaining))  # SQS long-polls in whole seconds
-            else:
-                wait = wait_seconds
-            batch = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(_RECEIVE_LIMIT, self.mapping.batch_size - len(messages)),
-                WaitTimeSeconds=min(_LONGEST_POLL_SECONDS, wait),
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            messages.extend(batch)
-            if not messages:
+        of the batching window for more, as Lambda's poller does, instead of asking again and again. SQS
+        long-polls in whole seconds: a window's last fraction of a second is waited out, then asked once."""
+        deadline = time.monotonic() + (self.batching_window_seconds if fill_batch else 0)
+        messages = self._ask(wait_seconds, self.mapping.batch_size)
+        while messages and len(messages) < self.mapping.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if remaining < 1:
+                self._stopping.wait(remaining)
+            messages += self._ask(int(remaining), self.mapping.batch_size - len(messages))
+            if remaining < 1:
                 break
         return messages
 

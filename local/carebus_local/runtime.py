@@ -1,11 +1,10 @@
-"""The whole stack on a laptop: moto as a server, template.yaml provisioned on it, the real handlers
-run in-process by emulated event source mappings, rule targets and a local API Gateway."""
+"""The whole stack on a laptop: moto as a server in a process of its own, template.yaml provisioned on it,
+the real handlers run in-process by emulated event source mappings, rule targets and a local API Gateway."""
 
 import json
 import logging
-import os
 import threading
-import urllib.request
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
@@ -26,10 +25,10 @@ from carebus_local.environments import (
     ExecutionEnvironments,
     isolate_powertools_process_state,
 )
-from carebus_local.fidelity import make_moto_behave_like_aws
+from carebus_local.moto_process import MotoProcess
 from carebus_local.pollers import QueuePoller
 from carebus_local.provision import Provisioner
-from carebus_local.stack import ACCOUNT_ID, OfflineStack
+from carebus_local.stack import ACCOUNT_ID, EventSourceMappingSpec, OfflineStack, RuleTargetSpec
 from carebus_local.template import TEMPLATE_PATH, load_template, translate
 
 log = logging.getLogger("carebus.local")
@@ -40,6 +39,8 @@ DEMO_USERS = {
     "physician": ("physician@carebus.local", ("physicians",)),
     "pharmacist": ("pharmacist@carebus.local", ("pharmacists",)),
 }
+# How long stop() waits for the runtime's own threads (pollers finishing a batch, deliveries) in all.
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -59,6 +60,9 @@ class RuntimeOptions:
     # retried only after the invocation that failed it has timed out (Powertools' in-progress
     # idempotency records last as long as that invocation could).
     retry_failed_after_seconds: int | None = None
+    # None keeps each mapping's MaximumBatchingWindowInSeconds from the template; a number is every mapping's
+    # window instead (lab time: tests and labs need not wait out the window at each hop).
+    batching_window_seconds: float | None = None
     env_json_path: Path | None = None
     # How long the local API waits on a client that has gone quiet mid-request before answering 400 and
     # closing; tests shorten it rather than wait out the default.
@@ -81,13 +85,19 @@ class OfflineRuntime:
         self._counting_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: Any = None
+        self._moto: MotoProcess | None = None
         self.rest_api: LocalRestApi | None = None
         self._http: ThreadingHTTPServer | None = None
-        self._saved_environment: dict[str, str | None] = {}
+
+    @property
+    def moto_pid(self) -> int | None:
+        """The process moto serves from, while the runtime runs."""
+        return self._moto.pid if self._moto else None
 
     # ----- clients ---------------------------------------------------------------------------------
-    def client(self, service: str) -> Any:
+    def client(self, service: str, connections: int = 10) -> Any:
+        """A client of the local endpoint; `connections` as many as the threads that share it use at once
+        (beyond it, each call opens a connection of its own and drops it)."""
         return boto3.client(
             service,
             region_name=self.options.region,
@@ -95,22 +105,25 @@ class OfflineRuntime:
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
-            config=Config(retries={"max_attempts": 2}),
+            config=Config(retries={"max_attempts": 2}, max_pool_connections=connections),
         )
 
     # ----- life cycle ------------------------------------------------------------------------------
     def start(self) -> "OfflineRuntime":
-        from moto.server import ThreadedMotoServer
+        """Everything started, or (if a step fails) everything stopped again before the error is raised."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
-        make_moto_behave_like_aws()
+    def _start(self) -> None:
         isolate_powertools_process_state()
-        # moto's Step Functions engine calls the other services through MOTO_PORT.
-        self._set_environment({"MOTO_PORT": str(self.options.aws_port)})
-        self._moto = ThreadedMotoServer(
-            ip_address=self.options.host, port=self.options.aws_port, verbose=False
-        )
+        # moto in a process of its own: it answers on the other core while the handlers run on this one.
+        self._moto = MotoProcess(self.options.host, self.options.aws_port)
         self._moto.start()
-        self._configure_moto()
+        self._moto.configure({"stepfunctions": {"execute_state_machine": True}})
         sam_template = load_template(self.options.template_path)
         cfn = translate(sam_template, region=self.options.region)
         self.stack = Provisioner(
@@ -141,22 +154,21 @@ class OfflineRuntime:
         self._start_pollers()
         self._start_rule_delivery()
         self._start_api()
-        return self
 
     def stop(self) -> None:
+        """Bounded: the runtime's threads get STOP_TIMEOUT_SECONDS in all, then moto is stopped (killed if
+        it does not end)."""
         self._stopping.set()
         if self._http:
             self._http.shutdown()
             self._http.server_close()
+            self._http = None
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._moto:
             self._moto.stop()
-        for name, value in self._saved_environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            self._moto = None
 
     def __enter__(self) -> "OfflineRuntime":
         return self.start()
@@ -165,21 +177,6 @@ class OfflineRuntime:
         self.stop()
 
     # ----- set-up steps ----------------------------------------------------------------------------
-    def _set_environment(self, variables: dict[str, str]) -> None:
-        for name, value in variables.items():
-            self._saved_environment.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-
-    def _configure_moto(self) -> None:
-        request = urllib.request.Request(  # noqa: S310 - our own local server
-            f"{self.endpoint_url}/moto-api/config",
-            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            pass
-
     def _stage(self) -> str:
         assert self.stack is not None
         [api] = self.stack.rest_apis.values()
@@ -263,11 +260,17 @@ class OfflineRuntime:
     def _start_pollers(self) -> None:
         """Lambda polls a queue with as many concurrent batches as the mapping's MaximumConcurrency."""
         assert self.stack is not None
-        sqs = self.client("sqs")
-        for mapping in self.stack.event_source_mappings:
-            for number in range(mapping.maximum_concurrency or DEFAULT_CONCURRENCY):
+        mappings = self.stack.event_source_mappings
+        sqs = self.client("sqs", connections=sum(_pollers_of(mapping) for mapping in mappings))
+        for mapping in mappings:
+            for number in range(_pollers_of(mapping)):
                 poller = QueuePoller(
-                    sqs, mapping, _Invoker(self, mapping.function_logical_id), self.options.region
+                    sqs,
+                    mapping,
+                    _Invoker(self, mapping.function_logical_id),
+                    self.options.region,
+                    self.options.batching_window_seconds,
+                    self._stopping,
                 )
                 self._spawn(f"poll-{mapping.function_logical_id}-{number}", self._poll_forever, poller)
 
@@ -285,27 +288,35 @@ class OfflineRuntime:
                 continue
             if result.failed:
                 log.warning(
-                    "%s: %d of %d messages failed", poller.queue_url, len(result.failed), len(result.received)
+                    "%s: %d of %d messages failed%s",
+                    poller.queue_url,
+                    len(result.failed),
+                    len(result.received),
+                    f" ({result.error})" if result.error else "",
                 )
 
     def _start_rule_delivery(self) -> None:
+        """One delivery thread per target, each long-polling its shadow queue."""
         assert self.stack is not None
+        targets = self.stack.rule_targets
         delivery = RuleTargetDelivery(
-            self.stack.rule_targets, self.client("sqs"), self.client("stepfunctions"), self.invoke_arn
+            targets,
+            self.client("sqs", connections=len(targets)),
+            self.client("stepfunctions", connections=len(targets)),
+            self.invoke_arn,
         )
-        self._spawn("rule-targets", self._deliver_forever, delivery)
+        for number, spec in enumerate(targets):
+            self._spawn(f"rule-target-{number}", self._deliver_forever, delivery, spec)
 
-    def _deliver_forever(self, delivery: RuleTargetDelivery) -> None:
+    def _deliver_forever(self, delivery: RuleTargetDelivery, spec: RuleTargetSpec) -> None:
         while not self._stopping.is_set():
             try:
-                delivered = delivery.deliver_pending()
+                delivery.deliver_waiting(spec, wait_seconds=1)
             except Exception:
                 if self._stopping.is_set():
                     return
-                log.exception("Delivering rule targets failed")
-                delivered = 0
-            if not delivered:
-                self._stopping.wait(0.2)
+                log.exception("Delivering to the targets of rule %s failed", spec.rule_name)
+                self._stopping.wait(1)
 
     def _start_api(self) -> None:
         assert self.stack is not None
@@ -328,6 +339,10 @@ class OfflineRuntime:
         thread = threading.Thread(target=target, args=args, name=f"carebus-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def _pollers_of(mapping: EventSourceMappingSpec) -> int:
+    return mapping.maximum_concurrency or DEFAULT_CONCURRENCY
 
 
 class _Invoker:

@@ -46,8 +46,9 @@ def free_ports(host: str, preferred: Sequence[int]) -> list[int]:
 def offline_runtime(options: RuntimeOptions) -> Iterator[OfflineRuntime]:
     """The offline stack, started and stopped, with no AWS account or credentials needed.
 
-    Ports are checked first: moto's threaded server would wait forever for a port it cannot bind. The
-    provisioner signs its calls with whatever credentials the process has, so it gets fake ones.
+    Ports are checked first, so that a taken one is refused with the options that choose another (moto's
+    process would only exit). The provisioner signs its calls with whatever credentials the process has,
+    so it gets fake ones.
     """
     for port in (options.aws_port, options.api_port):
         if not port_is_free(options.host, port):

@@ -76,5 +76,14 @@ def test_a_duplicate_that_reaches_another_execution_environment_is_still_answere
         assert second.invoke(redelivered(sample)) == {"batchItemFailures": []}
 
     assert first.module is not second.module
-    tables = {params.get("TableName") for service, _, params in calls if service == "dynamodb"}
-    assert tables == {stack.ref("IdempotencyTable")}  # the record answered; the encounter was not read again
+    touched = {
+        (params.get("TableName") or ",".join(params.get("RequestItems", {})), operation)
+        for service, operation, params in calls
+        if service == "dynamodb"
+    }
+    # The batch's encounters are read before any record is processed; then the idempotency record
+    # answered, and no claim was written again.
+    assert touched == {
+        (stack.ref("EncountersTable"), "BatchGetItem"),
+        (stack.ref("IdempotencyTable"), "PutItem"),
+    }

@@ -4,6 +4,8 @@ sees is the end-to-end suite's (local/carebus_client/e2e), which runs against th
 
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -16,10 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from carebus.approvals import Decision
+from carebus.prescribing import prescription_id_for
 from carebus_client.samples import full_encounter
 from carebus_local.api_server import api_server
+from carebus_local.moto_process import MotoProcess
+from carebus_local.pollers import QueuePoller
 from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.stack import EventSourceMappingSpec
 from carebus_local.template import TEMPLATE_PATH
 from carebus_testing import sample_body, wait_until
 
@@ -156,6 +164,116 @@ def test_the_same_idempotency_key_twice_is_one_encounter_fanned_out_once(runtime
     wait_until(lambda: settled(runtime, first), 30, "the fan-out")
     claims = runtime.client("dynamodb").scan(TableName=runtime.stack.outputs["ClaimsTableName"])["Items"]
     assert sum(item["encounterId"]["S"] == first for item in claims) == 1
+
+
+# ----- moto in a process of its own -------------------------------------------------------------------------
+def test_moto_serves_from_its_own_process_patched_to_accept_a_task_token_once(runtime):
+    """The fidelity patches apply where moto runs: a spent token is refused as AWS refuses it (moto alone
+    accepts it again)."""
+    assert runtime.moto_pid not in (None, os.getpid())
+    encounter_id = submit(runtime, full_encounter(datetime.now(UTC).date()))
+    approval_key = {"approvalId": {"S": f"apr-{prescription_id_for(encounter_id, 2)}"}}
+    approvals = runtime.client("dynamodb")
+    table = runtime.stack.outputs["ApprovalsTableName"]
+
+    def stored_token() -> str | None:
+        item = approvals.get_item(TableName=table, Key=approval_key, ConsistentRead=True).get("Item", {})
+        return item.get("taskToken", {}).get("S")
+
+    token = wait_until(stored_token, 30, "the approval's task token")
+    decision = Decision(
+        decision_id="d-1", decision="APPROVE", decided_by="someone", decided_at="2026-12-01T00:00:00+00:00"
+    ).to_callback()
+    stepfunctions = runtime.client("stepfunctions")
+
+    stepfunctions.send_task_success(taskToken=token, output=decision)
+
+    with pytest.raises(ClientError) as refused:
+        stepfunctions.send_task_success(taskToken=token, output=decision)
+    assert refused.value.response["Error"]["Code"] == "TaskTimedOut"
+
+
+def test_stopping_moto_kills_a_process_that_does_not_end_on_sigterm():
+    moto = MotoProcess("127.0.0.1", free_port())
+    moto.start()
+    pid = moto.pid
+    os.kill(pid, signal.SIGSTOP)  # a stopped process acts on no SIGTERM
+
+    moto.stop(timeout_seconds=0.5)
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_stopped_runtime_leaves_no_moto_process():
+    started = start_runtime()
+    pid = started.moto_pid
+
+    started.stop()
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+# ----- the batching window ----------------------------------------------------------------------------------
+class RecordingQueue:
+    """An SQS client with one message waiting, that records how long each receive may wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[int] = []
+        self.waiting = [{"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": "{}"}]
+        self.deleted: list[str] = []
+
+    def get_queue_url(self, QueueName: str) -> dict[str, str]:
+        return {"QueueUrl": f"https://sqs.local/{QueueName}"}
+
+    def receive_message(self, WaitTimeSeconds: int, **_: Any) -> dict[str, Any]:
+        self.waits.append(WaitTimeSeconds)
+        messages, self.waiting = self.waiting, []
+        return {"Messages": messages}
+
+    def delete_message_batch(self, Entries: list[dict[str, str]], **_: Any) -> None:
+        self.deleted += [entry["ReceiptHandle"] for entry in Entries]
+
+
+class RecordingFunction:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return {"batchItemFailures": []}
+
+
+def a_mapping(batching_window_seconds: int) -> EventSourceMappingSpec:
+    return EventSourceMappingSpec(
+        function_logical_id="F",
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:q",
+        batch_size=10,
+        batching_window_seconds=batching_window_seconds,
+        report_batch_item_failures=True,
+        maximum_concurrency=2,
+    )
+
+
+def test_a_lab_batching_window_replaces_the_mappings_and_its_fraction_of_a_second_is_waited_out():
+    queue, function = RecordingQueue(), RecordingFunction()
+    poller = QueuePoller(queue, a_mapping(20), function, "us-east-1", batching_window_seconds=0.05)
+
+    result = poller.poll_once(wait_seconds=1)
+
+    assert result.received == ["m-1"]
+    assert [record["messageId"] for record in function.events[0]["Records"]] == ["m-1"]
+    # The first message long-polled for; then, with under a second of the window left, one receive that
+    # does not wait (SQS long-polls in whole seconds), not the mapping's 20 s.
+    assert queue.waits == [1, 0]
+    assert queue.deleted == ["r-1"]
+
+
+def test_without_a_lab_window_the_mappings_window_is_kept():
+    poller = QueuePoller(RecordingQueue(), a_mapping(2), RecordingFunction(), "us-east-1")
+
+    assert poller.batching_window_seconds == 2
 
 
 # ----- the HTTP edge: whatever a client sends, an answer ----------------------------------------------------
