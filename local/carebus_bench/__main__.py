@@ -67,8 +67,10 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=10, help="records per consumer batch (default 10)")
     parser.add_argument("--edge-runs", type=int, default=15, help="interleaved edge rounds (default 15)")
     parser.add_argument("--edge-batch-sizes", type=int, nargs=2, default=[1, 10], metavar=("SMALL", "LARGE"))
-    parser.add_argument("--throughput-sizes", type=int, nargs=2, default=[10, 40], metavar=("SMALL", "LARGE"))
-    parser.add_argument("--throughput-runs", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument(
+        "--throughput-sizes", type=int, nargs=2, default=[20, 100], metavar=("SMALL", "LARGE")
+    )
+    parser.add_argument("--throughput-runs", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--phase-runs", type=int, default=1, help="runs of each test phase (default 1)")
     parser.add_argument("--phases", nargs="*", default=[], help="only phases whose name contains these")
     arguments = parser.parse_args(argv)
