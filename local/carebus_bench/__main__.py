@@ -23,7 +23,9 @@ PARTS = {
 
 def _measure(part: str, module: Any, arguments: argparse.Namespace) -> dict[str, Any]:
     if part == "cold-init":
-        return module.measure_cold_init(arguments.cold_init_runs, arguments.functions)
+        from carebus_bench.attribution import attribute
+
+        return module.measure_cold_init(arguments.cold_init_runs, arguments.functions, attribute)
     if part == "calls":
         # A batch as full as the mapping allows, and a batch of one (a quiet hour): the read and the put
         # are shared by a batch's records, so that is where a record costs most.

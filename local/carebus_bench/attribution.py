@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import median
 from typing import Any, Final
@@ -88,7 +88,7 @@ def _importtime(plan: ColdInitPlan, reference: str) -> Run:
     return Run(times, total_ms - sum(times.values()) / 1000)
 
 
-def attribute(plan: ColdInitPlan, runs: int) -> dict[str, Any]:
+def attribute(plan: ColdInitPlan, runs: int = 3) -> dict[str, Any]:
     """The median over `runs` of each group's ms beyond the SDK floor (the floor's own run beside each)."""
     samples: list[dict[str, float]] = []
     for _ in range(runs):
@@ -99,12 +99,3 @@ def attribute(plan: ColdInitPlan, runs: int) -> dict[str, Any]:
         "runs": runs,
         "ms": {group: round(median(s.get(group, 0.0) for s in samples), 1) for group in groups},
     }
-
-
-def attribution_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One console line per function: its groups, largest first."""
-    lines = ["where init goes beyond the SDK floor (import self time, ms, median):"]
-    for row in rows:
-        groups = sorted(row["beyond_sdk_floor"]["ms"].items(), key=lambda item: -item[1])
-        lines.append(f"  {row['function']:<24} " + "  ".join(f"{name} {ms:.0f}" for name, ms in groups))
-    return lines

@@ -279,10 +279,13 @@ def result_of(plan: ColdInitPlan, samples: Mapping[str, Sequence[dict[str, float
     }
 
 
-def measure_cold_init(rounds: int, only: Sequence[str] = (), attribution_runs: int = 3) -> dict[str, Any]:
+def measure_cold_init(
+    rounds: int,
+    only: Sequence[str] = (),
+    attribute: Callable[["ColdInitPlan"], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Build, discover, then `rounds` round-robin passes over every (function, reference) pair, then
-    where each function's init goes beyond the SDK floor (carebus_bench.attribution)."""
-    from carebus_bench.attribution import attribute  # it imports this module
+    where each function's init goes beyond the SDK floor, if given attribute (carebus_bench.attribution)."""
 
     template = load_template()
     selected = [spec for spec in functions(template) if not only or spec.logical_id in only]
@@ -304,7 +307,7 @@ def measure_cold_init(rounds: int, only: Sequence[str] = (), attribution_runs: i
         }
         samples = interleaved(measurements, rounds)
         # Untimed, after the timed rounds: -X importtime slows what it reports on.
-        attributions = {each.function.logical_id: attribute(each, attribution_runs) for each in plans}
+        attributions = {each.function.logical_id: attribute(each) if attribute else None for each in plans}
     return {
         "rounds": rounds,
         "order": "round-robin over every function's (function, sdk floor, library floor), fresh processes",
@@ -347,6 +350,16 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
             f" x{row['cpu_ratio_to_library_floor']:.2f}  clients {','.join(row['services'])}"
             f" ({row['clients_created']} created)"
         )
-    from carebus_bench.attribution import attribution_lines  # it imports this module
+    return lines + _attribution_lines(result["functions"])
 
-    return lines + attribution_lines(result["functions"])
+
+def _attribution_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One console line per function: where its init goes beyond the SDK floor, largest first."""
+    attributed = [row for row in rows if row.get("beyond_sdk_floor")]
+    if not attributed:
+        return []
+    lines = ["where init goes beyond the SDK floor (import self time, ms, median):"]
+    for row in attributed:
+        groups = sorted(row["beyond_sdk_floor"]["ms"].items(), key=lambda item: -item[1])
+        lines.append(f"  {row['function']:<24} " + "  ".join(f"{name} {ms:.0f}" for name, ms in groups))
+    return lines

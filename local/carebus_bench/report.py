@@ -91,6 +91,7 @@ def _cold_init(result: Mapping[str, Any]) -> list[str]:
 
 def _beyond_floor(functions: Sequence[Mapping[str, Any]]) -> list[str]:
     """Where each function's init goes beyond the SDK floor, by package group (carebus_bench.attribution)."""
+    functions = [row for row in functions if row.get("beyond_sdk_floor")]
     groups = sorted({group for row in functions for group in row["beyond_sdk_floor"]["ms"]})
     rows = [
         (row["function"], *(f"{row['beyond_sdk_floor']['ms'].get(group, 0.0):.0f}" for group in groups))
