@@ -26,7 +26,8 @@ from carebus_chaos.observe import scan
 from carebus_chaos.workload import PlannedEncounter, encounter_mix
 from carebus_client.api import ApiClient
 from carebus_client.stacks import Stack, Target, sign_in
-from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
+from carebus_local.runtime import OfflineRuntime, RuntimeOptions
 from carebus_local.serve import free_ports, offline_runtime
 
 # How often the tables are counted while waiting: the figures are this coarse, and counting costs the stack

@@ -28,7 +28,8 @@ from carebus_client.errors import ApiProblemError, CarebusError, ExitCode
 from carebus_client.samples import billing_only_encounter, full_encounter, invalid_encounter
 from carebus_client.stacks import Stack, Target, carebus_home, sign_in
 from carebus_client.trace import trace_encounter
-from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, RuntimeOptions
+from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
+from carebus_local.runtime import RuntimeOptions
 from carebus_local.serve import free_ports, offline_runtime
 
 WAIT_SECONDS = 20.0  # the hard limit of every wait; the whole scenario takes a few seconds offline

@@ -19,7 +19,8 @@ from rich.table import Table
 from carebus_cli.render import text
 from carebus_client.errors import ExitCode, UsageError
 from carebus_client.stacks import LOCAL_ENDPOINT_URL, carebus_home
-from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
+from carebus_local.runtime import OfflineRuntime, RuntimeOptions
 from carebus_local.serve import free_ports, offline_runtime
 from carebus_local.template import TEMPLATE_PATH
 

@@ -2,12 +2,13 @@
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
-from carebus_client.trace import Trace
+if TYPE_CHECKING:
+    from carebus_client.trace import Trace
 
 
 def text(value: Any) -> Text:
@@ -21,7 +22,7 @@ def moment_text(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def trace_table(trace: Trace) -> Table:
+def trace_table(trace: "Trace") -> Table:
     table = Table(title=f"Encounter {trace.encounter_id}", title_justify="left")
     table.add_column("since submission", justify="right")
     table.add_column("time (UTC)")

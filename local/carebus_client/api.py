@@ -1,6 +1,7 @@
 """The carebus REST API as a signed-in user calls it, and the files a user submits."""
 
 import base64
+import functools
 import http.client
 import json
 import urllib.error
@@ -12,7 +13,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from carebus.models import EncounterRequest
 from carebus_client.errors import (
     ApiProblemError,
     AuthenticationError,
@@ -20,11 +20,17 @@ from carebus_client.errors import (
     UsageError,
 )
 
-# A request body's members, as the API names them: how a file is recognised as an encounter.
-ENCOUNTER_MEMBERS = frozenset(field.alias for field in EncounterRequest.model_fields.values() if field.alias)
-REQUIRED_ENCOUNTER_MEMBERS = sorted(
-    field.alias for field in EncounterRequest.model_fields.values() if field.alias and field.is_required()
-)
+
+@functools.cache
+def encounter_members() -> tuple[frozenset[str], list[str]]:
+    """A request body's members, as the API names them, and the required ones: how a file is recognised
+    as an encounter. Read from the model when a file is read (pydantic is a tenth of a second of every
+    command's start otherwise)."""
+    from carebus.models import EncounterRequest
+
+    fields = EncounterRequest.model_fields.values()
+    members = frozenset(field.alias for field in fields if field.alias)
+    return members, sorted(field.alias for field in fields if field.alias and field.is_required())
 
 
 class ApiClient:
@@ -117,8 +123,9 @@ def read_input_file(path: Path) -> str:
 def read_encounter_file(path: Path) -> EncounterFile:
     """The encounter in a file: a bare request body, or an API Gateway event whose "body" is one."""
     document = _parse_json(read_input_file(path), str(path))
+    members, required = encounter_members()
     key = None
-    if isinstance(document, dict) and "body" in document and not ENCOUNTER_MEMBERS & document.keys():
+    if isinstance(document, dict) and "body" in document and not members & document.keys():
         headers = document.get("headers") if isinstance(document.get("headers"), dict) else {}
         key = next((str(value) for name, value in headers.items() if name.lower() == "idempotency-key"), None)
         body = document["body"]
@@ -128,9 +135,9 @@ def read_encounter_file(path: Path) -> EncounterFile:
             except (ValueError, UnicodeDecodeError):
                 raise UsageError(f"{path}: its body is marked base64 but is not base64 text") from None
         document = _parse_json(body, f"{path} (its body)") if isinstance(body, str) else body
-    if not isinstance(document, dict) or not ENCOUNTER_MEMBERS & document.keys():
+    if not isinstance(document, dict) or not members & document.keys():
         raise UsageError(
-            f"{path}: not an encounter (expected a JSON object with {', '.join(REQUIRED_ENCOUNTER_MEMBERS)}, "
+            f"{path}: not an encounter (expected a JSON object with {', '.join(required)}, "
             "or an API event whose body is one)"
         )
     return EncounterFile(document, key)

@@ -6,6 +6,7 @@ UserPoolClientId, table names, queue URLs, ...). The offline stack publishes its
 CloudFormation stack on its own endpoint, so nothing here names a resource of the template.
 """
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -126,12 +127,7 @@ class Target:
 
     def client(self, service: str) -> Any:
         if self.offline:
-            session = boto3.Session(
-                aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
-                region_name=self.region,
-            )
+            session = _offline_session(self.region)
         else:
             try:
                 session = boto3.Session(region_name=self.region)
@@ -143,6 +139,19 @@ class Target:
             retries["total_max_attempts"] = 2
         config = Config(connect_timeout=5, read_timeout=30, retries=retries)
         return session.client(service, endpoint_url=self.endpoint_url, config=config)
+
+
+@functools.cache
+def _offline_session(region: str) -> boto3.Session:
+    """One session for every client of the offline stack in this process: a session loads each service's
+    model anew, a tenth of a second for a command's second client otherwise. Its credentials are fixed,
+    whatever the environment says (an AWS session is made afresh each time: it reads the environment)."""
+    return boto3.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=region,
+    )
 
 
 @contextmanager

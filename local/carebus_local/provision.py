@@ -7,7 +7,7 @@ resolving intrinsic functions the way CloudFormation would, and refuses resource
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,10 @@ class Provisioner:
         endpoint_url: str | None = None,
         template_dir: Path = PROJECT_ROOT,
         overrides: Mapping[str, Callable[["Provisioner", str, dict[str, Any]], Provisioned]] | None = None,
+        clients: MutableMapping[str, Any] | None = None,
     ) -> None:
+        """clients: boto3 clients by service, filled as needed; provisions that reach the same endpoint
+        in the same region may share one mapping (a test suite provisions many stacks on one moto)."""
         self.cfn = cfn
         self.stack_name = stack_name
         self.region = region
@@ -81,7 +84,7 @@ class Provisioner:
         self.mappings: list[EventSourceMappingSpec] = []
         self.rule_targets: list[RuleTargetSpec] = []
         self.rest_apis: dict[str, dict[str, Any]] = {}
-        self._clients: dict[str, Any] = {}
+        self._clients: MutableMapping[str, Any] = {} if clients is None else clients
         self.creators = {**CREATORS, **(overrides or {})}
 
     # ----- plumbing --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from carebus_local.api_server import DEFAULT_READ_TIMEOUT_SECONDS, api_server
 from carebus_local.apigateway import LocalRestApi
 from carebus_local.cognito import CognitoVerifier
 from carebus_local.delivery import RuleTargetDelivery
+from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
 from carebus_local.environments import (
     DEFAULT_CONCURRENCY,
     ExecutionEnvironments,
@@ -33,12 +34,6 @@ from carebus_local.template import TEMPLATE_PATH, load_template, translate
 
 log = logging.getLogger("carebus.local")
 
-DEMO_PASSWORD = "Carebus-Demo-2026!"  # noqa: S105 - a published demo password, offline only
-# One signed-in user per role, seeded at start-up.
-DEMO_USERS = {
-    "physician": ("physician@carebus.local", ("physicians",)),
-    "pharmacist": ("pharmacist@carebus.local", ("pharmacists",)),
-}
 # How long stop() waits for the runtime's own threads (pollers finishing a batch, deliveries) in all.
 STOP_TIMEOUT_SECONDS = 5.0
 

@@ -42,6 +42,7 @@ E2E_SUITE: Final = PROJECT_ROOT / "local" / "carebus_client" / "e2e"
 # on every receive): a poison message reaches its DLQ in seconds, not in 5 x 120 s.
 REHEARSAL_VISIBILITY_SECONDS: Final = 2
 _COMMAND_SECONDS: Final = 600
+SAM_POLL_SECONDS: Final = 0.5
 
 
 @dataclass
@@ -89,6 +90,9 @@ class Rehearser:
         self.environment = isolated_aws_environment(run_dir, self.engine.endpoint_url)
         # sam build finds python3.13 and sam through PATH: the project venv's, as `make build` does.
         self.environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        # sam deploy asks for the change set and the stack's events every 5 s by default, a pace meant for
+        # CloudFormation's rate limits: the engine on this machine answers at once, so ask every half second.
+        self.environment["SAM_CLI_POLL_DELAY"] = str(SAM_POLL_SECONDS)
         self.sam = str(Path(sys.executable).parent / "sam")
         self.result = Rehearsal()
 

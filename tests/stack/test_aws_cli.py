@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import local_up, without_aws_configuration
+from cli_harness import local_up, without_aws_configuration
 
 from carebus_local.serve import free_ports
 

@@ -23,9 +23,12 @@ SMALL = ChaosOptions(
 @pytest.fixture(scope="module")
 def small_run():
     aws_port, api_port = free_ports("127.0.0.1", (0, 0))
-    return run_chaos(
-        SMALL, RuntimeOptions(aws_port=aws_port, api_port=api_port, stack_name="carebus-chaos-slice")
+    # Lab time for the batching window too: each poison message's five receives would each wait out the
+    # window (the run still has concurrent pollers, duplicates at once and late, and every fault).
+    options = RuntimeOptions(
+        aws_port=aws_port, api_port=api_port, stack_name="carebus-chaos-slice", batching_window_seconds=0
     )
+    return run_chaos(SMALL, options)
 
 
 def test_the_run_really_injected_faults_of_every_kind_and_sent_poison(small_run):

@@ -166,7 +166,12 @@ def run_lab(lab: Lab, env: dict[str, str], tmp_path: Path) -> list[str]:
     return report
 
 
-@pytest.mark.parametrize("lab_file", LAB_FILES, ids=lambda path: path.stem)
+# Labs share nothing (each starts its own stack, on free ports, with a home of its own): each is a group of
+# its own for pytest-xdist, so that the labs run side by side on the workers.
+@pytest.mark.parametrize(
+    "lab_file",
+    [pytest.param(path, id=path.stem, marks=pytest.mark.xdist_group(path.stem)) for path in LAB_FILES],
+)
 def test_the_lab_runs_as_written_within_its_time(lab_file: Path, lab_environment, tmp_path: Path) -> None:
     lab = parse_lab(lab_file)
     started = time.monotonic()

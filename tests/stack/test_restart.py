@@ -4,7 +4,7 @@ connections still hold them in TIME-WAIT (about a minute on Linux): a lab restar
 import socket
 from pathlib import Path
 
-from test_cli import local_up
+from cli_harness import local_up
 
 from carebus_local.serve import free_ports
 

@@ -24,9 +24,10 @@ from carebus.approvals import Decision
 from carebus.prescribing import prescription_id_for
 from carebus_client.samples import full_encounter
 from carebus_local.api_server import api_server
+from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
 from carebus_local.moto_process import MotoProcess
 from carebus_local.pollers import QueuePoller
-from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS, OfflineRuntime, RuntimeOptions
+from carebus_local.runtime import OfflineRuntime, RuntimeOptions
 from carebus_local.stack import EventSourceMappingSpec
 from carebus_local.template import TEMPLATE_PATH
 from carebus_testing import sample_body, wait_until
