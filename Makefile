@@ -17,7 +17,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo local chaos bench lint validate cfn-lint checkov unit test build rehearse e2e deploy contract clean
+.PHONY: help venv demo local chaos bench cost lint validate cfn-lint checkov unit test build rehearse e2e deploy contract clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ chaos: $(STAMP) ## Fault-injection run: 1,000 encounters under faults, then the 
 bench: $(STAMP) ## Measure the performance budget into docs/performance.md (BENCH_ARGS=--skip-test-phases: quicker)
 	$(BIN)/python -m carebus_bench $(BENCH_ARGS)
 
+cost: $(STAMP) ## What 1M encounters cost on AWS, from counted calls, into docs/cost.md (COST_ARGS: volume, mix)
+	$(BIN)/python -m carebus_bench.cost --write $(COST_ARGS)
+
 lint: $(STAMP) ## Ruff over the code and tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -75,8 +78,15 @@ checkov: $(CHECKOV_STAMP) ## checkov over template.yaml (SAM resources included)
 unit: $(STAMP) ## Only the pure unit tests (fast)
 	$(BIN)/pytest tests/unit -q
 
-test: lint validate cfn-lint checkov ## Every gate: ruff, sam validate --lint, cfn-lint, checkov, pytest
-	$(BIN)/pytest -q -n auto --dist loadfile
+# The static checks run beside pytest (they take a core for a few seconds; pytest takes minutes); each
+# lab is a work unit of its own, every other test module one, the whole-stack ones handed out first
+# (tests/conftest.py). Either failing fails the target, once both are done.
+test: $(STAMP) $(CHECKOV_STAMP) ## Every gate: ruff, sam validate --lint, cfn-lint, checkov, pytest
+	@$(MAKE) --no-print-directory --output-sync=target -j4 lint validate cfn-lint checkov & checks=$$!; \
+	$(BIN)/pytest -q -n auto --dist loadgroup --no-loadscope-reorder; tests=$$?; \
+	wait $$checks; static=$$?; \
+	if [ $$static -ne 0 ]; then echo "make test: a static check failed (see above)" >&2; fi; \
+	exit $$(( tests || static ))
 
 build: $(STAMP) ## sam build without a container (works offline)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml
@@ -91,7 +101,7 @@ e2e: $(STAMP) ## The end-to-end suite against a deployed stack: CAREBUS_STACK=ca
 deploy: build ## sam build, then sam deploy --config-env dev (needs AWS credentials)
 	$(BIN)/sam deploy --config-env dev
 
-contract: $(STAMP) ## Regenerate the request contract (template.yaml Models, docs/openapi.yaml) from the domain models
+contract: $(STAMP) ## Regenerate the request and event contracts (template.yaml Models and Event catalog, docs/openapi.yaml, docs/events.md) from the domain models
 	$(BIN)/python -m carebus_tooling.contract
 
 clean: ## Remove the venv and build output

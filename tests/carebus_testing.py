@@ -1,5 +1,6 @@
 """Driving a moto stack in tests: call the API, deliver queues to their functions, read the bus."""
 
+import functools
 import io
 import json
 import threading
@@ -13,8 +14,10 @@ from typing import Any
 
 import boto3
 from botocore.client import BaseClient
+from jsonschema import Draft4Validator
 
 from carebus_client.waiting import wait_until
+from carebus_local.creators_catalog import published_schemas
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.functions import InProcessFunction
 from carebus_local.pollers import PollResult, QueuePoller
@@ -27,6 +30,18 @@ OTHER_PHYSICIAN_SUB = "9a1e4c55-2b7f-4f0e-8a63-5d2c1b0e9f77"
 PHARMACIST_SUB = "3d7b9e21-6c4a-4b8f-9e05-7a1c2d3e4f50"
 PHARMACIST_CLAIMS = {"sub": PHARMACIST_SUB, "cognito:groups": "pharmacists"}
 CAPTURE_RULE = "test-capture-every-carebus-event"
+
+
+@functools.cache
+def aws(service: str) -> BaseClient:
+    """The tests' one client of a service, made once for the session: made after moto is imported
+    (conftest imports it first), it is answered by whichever test's mock_aws is active when it calls."""
+    return boto3.client(service)
+
+
+@functools.cache
+def dynamodb_resource() -> Any:
+    return boto3.resource("dynamodb")
 
 
 def load_event(relative_path: str) -> dict[str, Any]:
@@ -71,9 +86,9 @@ class StackDriver:
     def __init__(self, stack: OfflineStack, function: Callable[[str], InProcessFunction]) -> None:
         self.stack = stack
         self.function = function
-        self.sqs = boto3.client("sqs")
-        self.dynamodb = boto3.resource("dynamodb")
-        self.events = boto3.client("events")
+        self.sqs = aws("sqs")
+        self.dynamodb = dynamodb_resource()
+        self.events = aws("events")
         self._capture_url: str | None = None
 
     # ----- queues -----------------------------------------------------------------------------------
@@ -92,9 +107,7 @@ class StackDriver:
 
     def deliver_rule_targets(self) -> int:
         """Start the state machines (and so on) whose rules matched events put so far."""
-        return RuleTargetDelivery(
-            self.stack.rule_targets, self.sqs, boto3.client("stepfunctions")
-        ).deliver_pending()
+        return RuleTargetDelivery(self.stack.rule_targets, self.sqs, aws("stepfunctions")).deliver_pending()
 
     def drain(self, rounds: int = 10) -> None:
         """Run every event source mapping and rule target until nothing is left to hand out (failures
@@ -154,9 +167,12 @@ class StackDriver:
         self._capture_url = url
 
     def bus_events(self) -> list[dict[str, Any]]:
-        """Every event captured since capture_bus(), oldest first, drained."""
+        """Every event captured since capture_bus(), oldest first, drained; each one checked against the
+        schema the stack publishes for it (its event catalog), so every test that reads the bus holds what
+        the code emits to the published contract."""
         if self._capture_url is None:
             raise RuntimeError("call capture_bus() before the events are put")
+        schemas = published_schemas(self.stack)
         events: list[dict[str, Any]] = []
         while True:
             batch = self.sqs.receive_message(QueueUrl=self._capture_url, MaxNumberOfMessages=10).get(
@@ -165,7 +181,12 @@ class StackDriver:
             if not batch:
                 return events
             for message in batch:
-                events.append(json.loads(message["Body"]))
+                event = json.loads(message["Body"])
+                name = f"{event['source']}@{event['detail-type']}"
+                if name not in schemas:
+                    raise AssertionError(f"the stack publishes no schema for the event {name} on its bus")
+                Draft4Validator(schemas[name], format_checker=Draft4Validator.FORMAT_CHECKER).validate(event)
+                events.append(event)
                 self.sqs.delete_message(QueueUrl=self._capture_url, ReceiptHandle=message["ReceiptHandle"])
 
 
@@ -265,7 +286,7 @@ def denied_calls(
 ) -> list[tuple[str, str]]:
     """The permissions the calls needed that the function's role (as provisioned) does not grant."""
     role = stack.cfn["Resources"][function_logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    iam = boto3.client("iam")
+    iam = aws("iam")
     role_name = stack.ref(role)
     statements = [
         statement
@@ -339,19 +360,18 @@ SAMPLE_APPROVAL_ID = "apr-rx-5f51a656-9daa-559d-8d95-7aa5a75d9b03-2"  # the samp
 
 
 def approval_executions(stack: OfflineStack) -> list[dict[str, Any]]:
-    return boto3.client("stepfunctions").list_executions(
+    return aws("stepfunctions").list_executions(
         stateMachineArn=stack.outputs["PrescriptionApprovalStateMachineArn"]
     )["executions"]
 
 
 def execution_status(execution_arn: str) -> str:
-    return boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
+    return aws("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
 
 
 def wait_for_execution_end(execution_arn: str, timeout: float = 15.0) -> dict[str, Any]:
-    stepfunctions = boto3.client("stepfunctions")
     wait_until(lambda: execution_status(execution_arn) != "RUNNING", timeout, "the execution to end")
-    return stepfunctions.describe_execution(executionArn=execution_arn)
+    return aws("stepfunctions").describe_execution(executionArn=execution_arn)
 
 
 def deliver_token(driver: "StackDriver", timeout: float = 10.0) -> None:
@@ -396,7 +416,7 @@ def recorded_approval(driver: "StackDriver", approval_id: str = SAMPLE_APPROVAL_
 def stop_running_executions(stack: OfflineStack) -> None:
     """Stop what the stack's workflows still run and wait until they have stopped, so that no execution
     writes into a later test (the sample's ids are the same in every test)."""
-    stepfunctions = boto3.client("stepfunctions")
+    stepfunctions = aws("stepfunctions")
 
     def stopped(execution_arn: str) -> bool:
         try:

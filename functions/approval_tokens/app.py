@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
@@ -16,6 +16,8 @@ from carebus.approvals import WAIT_OVER_ERRORS, ApprovalStatus, TokenMessage, de
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_LIBRARIES)
+# Flushes the batch item failures the consumer edge counts.
+metrics = Metrics()
 
 approvals = Table(boto3.client("dynamodb"), os.environ["APPROVALS_TABLE"])
 stepfunctions = boto3.client("stepfunctions")
@@ -59,6 +61,7 @@ def store_token(message: TokenMessage) -> None:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return consume_messages(
         event,

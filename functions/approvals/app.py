@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,6 +18,7 @@ from carebus.adapters.dynamo import Table
 from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.approvals import ApprovalStatus, DecisionRequest, approval_view
 from carebus.auth import Role
+from carebus.business_metrics import APPROVAL_DECISION_TIME, OUTCOME_DIMENSION, milliseconds_since
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_LIBRARIES)
@@ -67,6 +68,18 @@ def decide(approval_id: str) -> dict[str, Any]:
         metrics.add_metric(
             name=f"Prescriptions{decided.view['status'].title()}", unit=MetricUnit.Count, value=1
         )
+        # Its own EMF line, so that the outcome dimension stays off the function's other metrics (the
+        # namespace and service are the function's, as its Metrics resolved them).
+        with single_metric(
+            name=APPROVAL_DECISION_TIME,
+            unit=MetricUnit.Milliseconds,
+            value=milliseconds_since(
+                decided.view["requestedAt"], datetime.fromisoformat(decided.view["decidedAt"])
+            ),
+            namespace=metrics.namespace,
+            default_dimensions={"service": metrics.service, OUTCOME_DIMENSION: decided.view["status"]},
+        ):
+            pass
     logger.info("Approval decided", extra={"decision": request.decision, "delivered": decided.delivered})
     return decided.view
 

@@ -16,6 +16,7 @@ from carebus.adapters.idempotency import idempotency_store
 from carebus.adapters.references import ONCE_PER_ENCOUNTER, StoredEncounter, consume_references
 from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.billing import build_claim
+from carebus.business_metrics import ENCOUNTER_TO_CLAIM, milliseconds_since
 from carebus.events import claim_submitted
 
 logger = Logger()
@@ -42,6 +43,11 @@ def bill(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str, Any
     )
     if claims.put_new({**claim.to_item(), "createdAt": datetime.now(UTC).isoformat()}, "encounterId"):
         metrics.add_metric(name="ClaimsSubmitted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name=ENCOUNTER_TO_CLAIM,
+            unit=MetricUnit.Milliseconds,
+            value=milliseconds_since(encounter.submitted_at),
+        )
     # A claim stored by an earlier delivery is the same claim: it derives from the encounter alone.
     logger.info("Claim submitted", extra={"claim_id": claim.claim_id, "total_cents": claim.total_cents})
     return {

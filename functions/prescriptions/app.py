@@ -15,6 +15,7 @@ from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
 from carebus.adapters.references import ONCE_PER_ENCOUNTER, StoredEncounter, consume_references
 from carebus.adapters.tracing import TRACED_LIBRARIES
+from carebus.business_metrics import ENCOUNTER_TO_PRESCRIPTION, milliseconds_since
 from carebus.events import DomainEvent, prescription_approval_requested, prescription_released
 from carebus.prescribing import PrescriptionStatus, initial_status, prescription_id_for
 
@@ -64,6 +65,11 @@ def prescribe(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str
     # as it is now (a pharmacist may have decided it), and announced as it was first stored.
     for record, stored in zip(records, prescriptions.put_all_new(records, "prescriptionId"), strict=True):
         if stored:
+            metrics.add_metric(
+                name=ENCOUNTER_TO_PRESCRIPTION,
+                unit=MetricUnit.Milliseconds,
+                value=milliseconds_since(encounter.submitted_at),
+            )
             metrics.add_metric(
                 name=f"Prescriptions{record['status'].title().replace('_', '')}",
                 unit=MetricUnit.Count,

@@ -17,6 +17,7 @@ from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
 from carebus.adapters.references import ONCE_PER_ENCOUNTER, StoredEncounter, consume_references
 from carebus.adapters.tracing import TRACED_LIBRARIES
+from carebus.business_metrics import ENCOUNTER_TO_APPOINTMENT, milliseconds_since
 from carebus.errors import MalformedMessageError
 from carebus.events import DomainEvent, appointment_booked, appointment_waitlisted
 from carebus.scheduling import (
@@ -166,6 +167,12 @@ def schedule(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str,
     else:
         booked = book_earliest_free_slot(appointment, npi, follow_up.earliest, follow_up.latest, now)
         record = booked or waitlist(appointment, NO_FREE_SLOT)
+    if record["createdAt"] == appointment["createdAt"]:  # written now, not by an earlier delivery
+        metrics.add_metric(
+            name=ENCOUNTER_TO_APPOINTMENT,
+            unit=MetricUnit.Milliseconds,
+            value=milliseconds_since(encounter.submitted_at),
+        )
     logger.info("Follow-up scheduled", extra={"status": record["status"], "start": record.get("start")})
     return {
         "appointmentId": record["appointmentId"],

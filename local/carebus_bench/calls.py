@@ -7,7 +7,7 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
@@ -29,10 +29,15 @@ _ENVIRONMENT: Final = {
 }
 
 
+# What a caller of counted_calls may see of each counted call: function, service, operation, request, answer.
+CallObserver = Callable[[str, str, str, dict[str, Any], Any], None]
+
+
 @contextmanager
-def counted_calls() -> Iterator[dict[str, Counter[str]]]:
+def counted_calls(observe: CallObserver | None = None) -> Iterator[dict[str, Counter[str]]]:
     """Every API call a handler makes while it runs, by function logical id, as "service.Operation":
-    the bench's own calls (queues received, tables read) run outside any invocation and are not counted."""
+    the bench's own calls (queues received, tables read) run outside any invocation and are not counted.
+    observe, if given, sees each counted call's request and answer too (what a call is billed by)."""
     from botocore.client import BaseClient
 
     from carebus_local.functions import CURRENT_FUNCTION
@@ -42,10 +47,14 @@ def counted_calls() -> Iterator[dict[str, Counter[str]]]:
 
     def counting(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         function = CURRENT_FUNCTION.get()
-        if function is not None:
-            service = client.meta.service_model.service_name
-            counts.setdefault(function, Counter())[f"{service}.{operation}"] += 1
-        return original(client, operation, params)
+        if function is None:
+            return original(client, operation, params)
+        service = client.meta.service_model.service_name
+        counts.setdefault(function, Counter())[f"{service}.{operation}"] += 1
+        answer = original(client, operation, params)
+        if observe is not None:
+            observe(function, service, operation, params, answer)
+        return answer
 
     BaseClient._make_api_call = counting  # type: ignore[method-assign]
     try:
@@ -62,9 +71,11 @@ def per_unit(counts: Mapping[str, int], units: int) -> dict[str, Any]:
     }
 
 
-def _intake_event(sample: dict[str, Any]) -> dict[str, Any]:
-    """The intake sample under a fresh Idempotency-Key: a new encounter each time."""
+def intake_event(sample: dict[str, Any], body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The intake sample (with another body, if given) under a fresh Idempotency-Key: a new encounter."""
     event = json.loads(json.dumps(sample))
+    if body is not None:
+        event["body"] = json.dumps(body)
     key = f"bench-{uuid.uuid4()}"
     event["headers"]["Idempotency-Key"] = key
     event.setdefault("multiValueHeaders", {})["Idempotency-Key"] = [key]
@@ -95,26 +106,26 @@ def _clock_at_the_visit(functions: Mapping[str, Any], sample_body: Mapping[str, 
             function.module.current_time = lambda: visit
 
 
-def measure_calls(batch_size: int) -> dict[str, Any]:
-    """batch_size sample encounters through intake, then one batch of batch_size records to each
-    consumer whose queue the fan-out filled; calls per accepted encounter and per consumer record."""
+@contextmanager
+def offline_stack() -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
+    """The template provisioned on moto in this process, every function's handler ready to invoke (clocks
+    at the sample's visit), and the intake sample: (stack, functions by logical id, sample event). The
+    handlers' JSON logs go to a buffer, sys.stdout inside the block, instead of burying the figures."""
     os.environ.update(_ENVIRONMENT)
     for leaking in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         os.environ.pop(leaking, None)
-    import boto3
     from moto import mock_aws
 
     from carebus_local.environments import isolate_powertools_process_state
     from carebus_local.fidelity import make_moto_behave_like_aws
     from carebus_local.functions import InProcessFunction
-    from carebus_local.pollers import sqs_event
     from carebus_local.provision import Provisioner
 
     make_moto_behave_like_aws()
     isolate_powertools_process_state()
     sam_template = load_template()
     sample = json.loads(INTAKE_SAMPLE.read_text())
-    # The handlers' JSON logs would bury the figures; their loggers bind the stream at import, inside.
+    # The handlers' loggers bind the stream at import, which happens inside.
     with redirect_stdout(io.StringIO()), mock_aws(config=MOTO_CONFIG):
         stack = Provisioner(translate(sam_template), sam_template).provision()
         functions = {
@@ -122,11 +133,22 @@ def measure_calls(batch_size: int) -> dict[str, Any]:
             for logical_id, spec in stack.functions.items()
         }
         _clock_at_the_visit(functions, json.loads(sample["body"]))
+        yield stack, functions, sample
+
+
+def measure_calls(batch_size: int) -> dict[str, Any]:
+    """batch_size sample encounters through intake, then one batch of batch_size records to each
+    consumer whose queue the fan-out filled; calls per accepted encounter and per consumer record."""
+    import boto3
+
+    from carebus_local.pollers import sqs_event
+
+    with offline_stack() as (stack, functions, sample):
         sqs = boto3.client("sqs")
         results: dict[str, Any] = {"batch_size": batch_size, "consumers": {}}
         with counted_calls() as counts:
             statuses = [
-                functions[INTAKE_FUNCTION].invoke(_intake_event(sample))["statusCode"]
+                functions[INTAKE_FUNCTION].invoke(intake_event(sample))["statusCode"]
                 for _ in range(batch_size)
             ]
             accepted = statuses.count(202)

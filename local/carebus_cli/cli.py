@@ -10,6 +10,7 @@
   carebus queues [--watch SECONDS]      every queue with its visible, in-flight and delayed messages
   carebus send QUEUE BODY               one raw message into a queue
   carebus events [--last MINUTES]       the domain events that reached the bus (the audit log)
+  carebus metrics [--last MINUTES]      the functions' metrics: samples, sum, p50/p90/p99/max of durations
   carebus replay --since TIME           replay the bus's archive onto the bus and wait for it
   carebus approvals list|show|approve|reject
   carebus dlq list|show|redrive QUEUE
@@ -38,9 +39,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from carebus_cli.demo import run_scenario
 from carebus_cli.lab_commands import add_lab_commands, target_of
-from carebus_cli.local_up import run_local_up
+from carebus_cli.metrics_command import add_metrics_command
 from carebus_cli.render import fields_table, moment_text, text, trace_table
 from carebus_cli.waiting import add_wait_options, show_when_ready
 from carebus_client.api import ApiClient, EncounterFile, read_encounter_file
@@ -49,8 +49,7 @@ from carebus_client.errors import CarebusError, ExitCode, UsageError
 from carebus_client.output import console
 from carebus_client.samples import full_encounter
 from carebus_client.stacks import LOCAL_ENDPOINT_URL, SessionStore, Stack, sign_in
-from carebus_client.trace import trace_encounter
-from carebus_local.runtime import DEMO_PASSWORD, DEMO_USERS
+from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
 from carebus_local.template import TEMPLATE_PATH
 
 EXIT_CODES_HELP = __doc__[__doc__.index("Exit codes") :]
@@ -67,6 +66,8 @@ APPROVAL_COLUMNS = {
 }
 
 Command = Callable[[argparse.Namespace, Console], int]
+# A lab runs dozens of short commands, each a process of its own: what only one command needs (the offline
+# stack, the demo, the trace) is imported by that command.
 
 
 def _report(error: CarebusError) -> int:
@@ -131,6 +132,8 @@ def run_submit(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_trace(args: argparse.Namespace, console: Console) -> int:
+    from carebus_client.trace import trace_encounter
+
     stack = Stack.find(target_of(args))
     return show_when_ready(args, console, lambda: trace_table(trace_encounter(stack, args.encounter_id)))
 
@@ -214,8 +217,15 @@ def run_dlq_redrive(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_demo(_args: argparse.Namespace, console: Console) -> int:
+    from carebus_cli.demo import run_scenario
 
     return run_scenario(console)
+
+
+def run_local_up(args: argparse.Namespace, console: Console) -> int:
+    from carebus_cli.local_up import run_local_up as serve
+
+    return serve(args, console)
 
 
 # ----- parsing -------------------------------------------------------------------------------------------
@@ -353,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_wait_options(trace, "the trace")
 
     add_lab_commands(commands, local, _command)
+    add_metrics_command(commands, _command)
 
     approvals = commands.add_parser("approvals", help="controlled-substance approvals, as a pharmacist")
     approval_commands = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")

@@ -43,7 +43,6 @@ from carebus_client.stacks import (
     Stack,
     Target,
 )
-from carebus_local.runtime import RuntimeOptions
 from carebus_local.template import load_template
 
 CommandFactory = Callable[..., argparse.ArgumentParser]
@@ -88,6 +87,8 @@ def run_local_env(args: argparse.Namespace, _console: Console) -> int:
 def offline_api_url() -> str:
     """Where `carebus local up` serves the API by default: its host and port, and the template's stage
     (read from the template: the stack need not be running)."""
+    from carebus_local.runtime import RuntimeOptions  # the offline stack's whole runtime: only here
+
     options = RuntimeOptions()
     [stage] = [
         resource["Properties"]["StageName"]
@@ -224,7 +225,7 @@ def moment(text: str) -> datetime:
     return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
 
 
-def _positive(text: str) -> float:
+def positive(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -278,7 +279,7 @@ def add_lab_commands(commands: Any, local_commands: Any, command: CommandFactory
         "every queue of the stack with its visible, in-flight and delayed messages",
     )
     queues.add_argument(
-        "--watch", type=_positive, metavar="SECONDS", help="print the counts again every SECONDS until Ctrl-C"
+        "--watch", type=positive, metavar="SECONDS", help="print the counts again every SECONDS until Ctrl-C"
     )
     add_wait_options(queues, "the counts")
 
@@ -301,7 +302,7 @@ def add_lab_commands(commands: Any, local_commands: Any, command: CommandFactory
     )
     window.add_argument(
         "--last",
-        type=_positive,
+        type=positive,
         metavar="MINUTES",
         help=f"from this many minutes ago (default {DEFAULT_EVENTS_MINUTES})",
     )
@@ -331,12 +332,12 @@ def add_lab_commands(commands: Any, local_commands: Any, command: CommandFactory
     window.add_argument(
         "--since", type=moment, metavar="TIME", help="events from this ISO 8601 time (UTC if no offset)"
     )
-    window.add_argument("--last", type=_positive, metavar="MINUTES", help="events of the last MINUTES")
+    window.add_argument("--last", type=positive, metavar="MINUTES", help="events of the last MINUTES")
     replay.add_argument("--until", type=moment, metavar="TIME", help="events until this time (default: now)")
     replay.add_argument("--archive", help="the archive to replay, if the bus has more than one")
     replay.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive,
         default=DEFAULT_REPLAY_TIMEOUT_SECONDS,
         metavar="SECONDS",
         help=f"stop waiting after SECONDS (default {DEFAULT_REPLAY_TIMEOUT_SECONDS}); the replay goes on",

@@ -5,6 +5,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from carebus_local.creators_catalog import CATALOG_CREATORS
+from carebus_local.creators_observability import cloudwatch_dashboard
 from carebus_local.stack import (
     EventSourceMappingSpec,
     FunctionSpec,
@@ -364,8 +366,10 @@ def _cloudwatch_alarm(p: "Provisioner", logical_id: str, props: dict[str, Any]) 
             "MetricName",
             "Dimensions",
             "Statistic",
+            "ExtendedStatistic",
             "Period",
             "EvaluationPeriods",
+            "DatapointsToAlarm",
             "Threshold",
             "ComparisonOperator",
             "TreatMissingData",
@@ -374,7 +378,7 @@ def _cloudwatch_alarm(p: "Provisioner", logical_id: str, props: dict[str, Any]) 
     }
     if "Metrics" in props:
         request["Metrics"] = props["Metrics"]
-    for number in ("Period", "EvaluationPeriods"):
+    for number in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
         if number in request:
             request[number] = int(request[number])
     request["Threshold"] = float(request["Threshold"])
@@ -438,5 +442,7 @@ CREATORS: dict[str, Creator] = {
     "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
     "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
+    "AWS::CloudWatch::Dashboard": cloudwatch_dashboard,
     "AWS::StepFunctions::StateMachine": _state_machine,
+    **CATALOG_CREATORS,
 }

@@ -16,6 +16,8 @@ from cfnlint.decode import decode
 
 from carebus_local.template import translate
 from carebus_tooling.engine import EngineCapabilities
+from carebus_tooling.event_catalog import catalog_ids
+from carebus_tooling.references import referenced_ids
 
 NOT_REHEARSED: Final[Mapping[str, str]] = {
     "CarebusBusArchive": "MiniStack has no CloudFormation provisioner for AWS::Events::Archive",
@@ -25,6 +27,11 @@ NOT_REHEARSED: Final[Mapping[str, str]] = {
         "MiniStack has no CloudFormation provisioner for AWS::WAFv2::WebACLAssociation "
         "(the rehearsal's parameters leave the web ACL off anyway: EnableWaf=false)"
     ),
+    # The schema registry is documentation for consumers: nothing in the stack reads it at run time.
+    **{
+        logical_id: "MiniStack has no EventBridge Schemas service (AWS::EventSchemas::Registry and ::Schema)"
+        for logical_id in catalog_ids()
+    },
 }
 # What the rehearsal deploys but the engine does not enforce or do as AWS does: read it as no more than it is.
 NOT_ENFORCED: Final = (
@@ -61,26 +68,6 @@ def engine_gaps(template: Mapping[str, Any], engine: EngineCapabilities) -> set[
     return gaps
 
 
-def _names(value: Any) -> set[str]:
-    """The logical ids a value refers to (Ref, Fn::GetAtt, ${...} in Fn::Sub, DependsOn)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "Ref" and isinstance(item, str):
-                found.add(item)
-            elif key == "Fn::GetAtt":
-                found.add(item[0] if isinstance(item, list) else str(item).split(".", 1)[0])
-            elif key == "DependsOn":
-                found |= set(item if isinstance(item, list) else [item])
-            found |= _names(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= _names(item)
-    elif isinstance(value, str):
-        found |= {part.split("}", 1)[0].split(".", 1)[0] for part in value.split("${")[1:]}
-    return found
-
-
 def without(template: dict[str, Any], left_out: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """The template without those resources and whatever refers to them, transitively."""
     removed = dict(left_out)
@@ -93,11 +80,11 @@ def without(template: dict[str, Any], left_out: Mapping[str, str]) -> tuple[dict
             if logical_id in removed:
                 del resources[logical_id]
                 changed = True
-            elif _names(resources[logical_id]) & removed.keys():
-                removed[logical_id] = f"refers to {sorted(_names(resources[logical_id]) & removed.keys())}"
+            elif referred := referenced_ids(resources[logical_id]) & removed.keys():
+                removed[logical_id] = f"refers to {sorted(referred)}"
                 changed = True
     for name in list(outputs):
-        if _names(outputs[name]) & removed.keys():
+        if referenced_ids(outputs[name]) & removed.keys():
             del outputs[name]
             removed[f"Outputs.{name}"] = "refers to a resource left out"
     return {**template, "Resources": resources, "Outputs": outputs}, removed

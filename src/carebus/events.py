@@ -1,4 +1,7 @@
-"""The domain-event contract on the EventBridge bus: opaque ids and counts only, never PHI.
+"""The domain events on the EventBridge bus: opaque ids and counts only, never PHI.
+
+Each builder makes its detail through the detail type's model (carebus.event_details), the one source of
+the event contract that the published schemas are generated from.
 
 Events are delivered at least once: a producer that cannot tell whether PutEvents took effect puts the
 event again (EventBridge has no idempotency token), and an archive replay repeats it. Every detail carries
@@ -12,25 +15,59 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from carebus.billing import Claim
+from carebus.event_details import (
+    SCHEMA_VERSION,
+    SOURCE_APPROVALS,
+    SOURCE_BILLING,
+    SOURCE_PRESCRIPTIONS,
+    SOURCE_SCHEDULING,
+    AppointmentBooked,
+    AppointmentWaitlisted,
+    ClaimSubmitted,
+    EventDetail,
+    PrescriptionApprovalFailed,
+    PrescriptionApprovalRequested,
+    PrescriptionApproved,
+    PrescriptionExpired,
+    PrescriptionRejected,
+    PrescriptionReleased,
+    event_id,
+)
 from carebus.fields import DeaSchedule
 
-SCHEMA_VERSION: Final = 1
+__all__ = [
+    "APPOINTMENT_BOOKED",
+    "APPOINTMENT_WAITLISTED",
+    "CLAIM_SUBMITTED",
+    "PRESCRIPTION_APPROVAL_FAILED",
+    "PRESCRIPTION_APPROVAL_REQUESTED",
+    "PRESCRIPTION_APPROVED",
+    "PRESCRIPTION_EXPIRED",
+    "PRESCRIPTION_REJECTED",
+    "PRESCRIPTION_RELEASED",
+    "SCHEMA_VERSION",
+    "SOURCE_APPROVALS",
+    "SOURCE_BILLING",
+    "SOURCE_PRESCRIPTIONS",
+    "SOURCE_SCHEDULING",
+    "DomainEvent",
+    "appointment_booked",
+    "appointment_waitlisted",
+    "claim_submitted",
+    "event_id",
+    "prescription_approval_requested",
+    "prescription_released",
+]
 
-SOURCE_BILLING: Final = "carebus.billing"
-SOURCE_SCHEDULING: Final = "carebus.scheduling"
-SOURCE_PRESCRIPTIONS: Final = "carebus.prescriptions"
-# Put by the approval workflow itself (statemachines/prescription_approval.asl.json), not by Python.
-SOURCE_APPROVALS: Final = "carebus.approvals"
-
-CLAIM_SUBMITTED: Final = "ClaimSubmitted"
-APPOINTMENT_BOOKED: Final = "AppointmentBooked"
-APPOINTMENT_WAITLISTED: Final = "AppointmentWaitlisted"
-PRESCRIPTION_RELEASED: Final = "PrescriptionReleased"
-PRESCRIPTION_APPROVAL_REQUESTED: Final = "PrescriptionApprovalRequested"
-PRESCRIPTION_APPROVED: Final = "PrescriptionApproved"
-PRESCRIPTION_REJECTED: Final = "PrescriptionRejected"
-PRESCRIPTION_EXPIRED: Final = "PrescriptionExpired"
-PRESCRIPTION_APPROVAL_FAILED: Final = "PrescriptionApprovalFailed"
+CLAIM_SUBMITTED: Final = ClaimSubmitted.detail_type
+APPOINTMENT_BOOKED: Final = AppointmentBooked.detail_type
+APPOINTMENT_WAITLISTED: Final = AppointmentWaitlisted.detail_type
+PRESCRIPTION_RELEASED: Final = PrescriptionReleased.detail_type
+PRESCRIPTION_APPROVAL_REQUESTED: Final = PrescriptionApprovalRequested.detail_type
+PRESCRIPTION_APPROVED: Final = PrescriptionApproved.detail_type
+PRESCRIPTION_REJECTED: Final = PrescriptionRejected.detail_type
+PRESCRIPTION_EXPIRED: Final = PrescriptionExpired.detail_type
+PRESCRIPTION_APPROVAL_FAILED: Final = PrescriptionApprovalFailed.detail_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,37 +95,19 @@ class DomainEvent:
         }
 
 
-def event_id(detail_type: str, subject_id: str) -> str:
-    """The id of the one fact an event states: its detail type and the id of what it is about. The
-    approval workflow builds the same form (States.Format('<DetailType>/{}', $.approvalId))."""
-    if not subject_id:
-        raise ValueError("an event is about something: its subject id must not be empty")
-    return f"{detail_type}/{subject_id}"
-
-
-def _event(source: str, detail_type: str, encounter_id: str, subject_id: str, **fields: Any) -> DomainEvent:
-    return DomainEvent(
-        source,
-        detail_type,
-        {
-            "schemaVersion": SCHEMA_VERSION,
-            "eventId": event_id(detail_type, subject_id),
-            "encounterId": encounter_id,
-            **fields,
-        },
-    )
+def _event(detail: EventDetail) -> DomainEvent:
+    return DomainEvent(detail.source, detail.detail_type, detail.model_dump(mode="json"))
 
 
 def claim_submitted(claim: Claim) -> DomainEvent:
     """A claim was submitted for an encounter."""
     return _event(
-        SOURCE_BILLING,
-        CLAIM_SUBMITTED,
-        claim.encounter_id,
-        claim.claim_id,
-        claimId=claim.claim_id,
-        lineCount=len(claim.lines),
-        totalCents=claim.total_cents,
+        ClaimSubmitted.about(
+            encounter_id=claim.encounter_id,
+            claim_id=claim.claim_id,
+            line_count=len(claim.lines),
+            total_cents=claim.total_cents,
+        )
     )
 
 
@@ -97,36 +116,24 @@ def appointment_booked(encounter_id: str, appointment_id: str, start: datetime) 
     if start.utcoffset() is None:
         raise ValueError("start must be timezone-aware")
     return _event(
-        SOURCE_SCHEDULING,
-        APPOINTMENT_BOOKED,
-        encounter_id,
-        appointment_id,
-        appointmentId=appointment_id,
-        start=f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        AppointmentBooked.about(
+            encounter_id=encounter_id,
+            appointment_id=appointment_id,
+            start=f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        )
     )
 
 
 def appointment_waitlisted(encounter_id: str, appointment_id: str, reason: str) -> DomainEvent:
     """No slot fitted the follow-up window, so the appointment waits; reason is a code, not free text."""
     return _event(
-        SOURCE_SCHEDULING,
-        APPOINTMENT_WAITLISTED,
-        encounter_id,
-        appointment_id,
-        appointmentId=appointment_id,
-        reason=reason,
+        AppointmentWaitlisted.about(encounter_id=encounter_id, appointment_id=appointment_id, reason=reason)
     )
 
 
 def prescription_released(encounter_id: str, prescription_id: str) -> DomainEvent:
     """A prescription was released to the pharmacy."""
-    return _event(
-        SOURCE_PRESCRIPTIONS,
-        PRESCRIPTION_RELEASED,
-        encounter_id,
-        prescription_id,
-        prescriptionId=prescription_id,
-    )
+    return _event(PrescriptionReleased.about(encounter_id=encounter_id, prescription_id=prescription_id))
 
 
 def prescription_approval_requested(
@@ -134,10 +141,7 @@ def prescription_approval_requested(
 ) -> DomainEvent:
     """A controlled-substance prescription awaits a pharmacist's approval."""
     return _event(
-        SOURCE_PRESCRIPTIONS,
-        PRESCRIPTION_APPROVAL_REQUESTED,
-        encounter_id,
-        prescription_id,
-        prescriptionId=prescription_id,
-        deaSchedule=dea_schedule,
+        PrescriptionApprovalRequested.about(
+            encounter_id=encounter_id, prescription_id=prescription_id, dea_schedule=dea_schedule
+        )
     )

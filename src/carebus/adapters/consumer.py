@@ -5,13 +5,19 @@ token consumer uses it too (carebus.adapters.references consumes encounter refer
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from carebus.adapters.eventbus import Entry, put_entries
+from carebus.business_metrics import BATCH_ITEM_FAILURES
 from carebus.errors import CarebusError, MalformedMessageError
+
+# Powertools Metrics instances share one metric set: what this adds, the consumer's own handler flushes
+# (its @metrics.log_metrics), under the function's service dimension.
+_metrics = Metrics()
 
 
 def _report_failure(logger: Logger, error: Exception) -> None:
@@ -99,4 +105,7 @@ def consume_messages[Message](
                 failures.append({"itemIdentifier": message_id})
     finally:
         logger.remove_keys(list(appended))
+    # Lambda has no metric of partial batch failures; one datum a failing batch, none on the happy path.
+    if failures:
+        _metrics.add_metric(name=BATCH_ITEM_FAILURES, unit=MetricUnit.Count, value=len(failures))
     return {"batchItemFailures": failures}
