@@ -80,10 +80,11 @@ unit: $(STAMP) ## Only the pure unit tests (fast)
 
 # The static checks run beside pytest (they take a core for a few seconds; pytest takes minutes); each
 # lab is a work unit of its own, every other test module one, the whole-stack ones handed out first
-# (tests/conftest.py). Either failing fails the target, once both are done.
+# (tests/conftest.py); four workers on two cores, because half the suite waits on the servers and processes it
+# starts. Either failing fails the target, once both are done.
 test: $(STAMP) $(CHECKOV_STAMP) ## Every gate: ruff, sam validate --lint, cfn-lint, checkov, pytest
 	@$(MAKE) --no-print-directory --output-sync=target -j4 lint validate cfn-lint checkov & checks=$$!; \
-	$(BIN)/pytest -q -n auto --dist loadgroup --no-loadscope-reorder; tests=$$?; \
+	$(BIN)/pytest -q -n 4 --dist loadgroup --no-loadscope-reorder; tests=$$?; \
 	wait $$checks; static=$$?; \
 	if [ $$static -ne 0 ]; then echo "make test: a static check failed (see above)" >&2; fi; \
 	exit $$(( tests || static ))
