@@ -60,10 +60,12 @@ def consume_messages[Message](
 
     # The record's keys are set on the logger as each record starts (overwriting the last record's) and
     # removed once the batch is done: a context manager per record costs more than the rest of the edge.
+    # The formatter is looked up once: Logger.append_keys walks the logger's handlers to find it each call.
+    formatter = logger.registered_formatter
     appended: set[str] = set()
 
     def log_with(keys: dict[str, str | None]) -> None:
-        logger.append_keys(**keys)
+        formatter.append_keys(**keys)
         appended.update(keys)
 
     def handle_record(record: SQSRecord) -> Sequence[Entry] | None:
@@ -104,7 +106,7 @@ def consume_messages[Message](
                 logger.warning("Record's events not accepted; it stays on the queue", extra={"error": code})
                 failures.append({"itemIdentifier": message_id})
     finally:
-        logger.remove_keys(list(appended))
+        formatter.remove_keys(list(appended))
     # Lambda has no metric of partial batch failures; one datum a failing batch, none on the happy path.
     if failures:
         _metrics.add_metric(name=BATCH_ITEM_FAILURES, unit=MetricUnit.Count, value=len(failures))
