@@ -181,7 +181,11 @@ def _phases(result: Mapping[str, Any]) -> list[str]:
         (row["phase"], f"`{row['command']}`", spread(row["seconds"], 1), "yes" if row["passed"] else "NO")
         for row in result["phases"]
     ]
-    rows.append(("sum", "", f"{result['total_seconds']:.1f}", ""))
+    rows.append(("sum, one after the other", "", f"{result['total_seconds']:.1f}", ""))
+    whole = result.get("make_test")
+    if whole:
+        passed = "yes" if whole["passed"] else "NO"
+        rows.append(("`make test` itself", "`make -s test`", f"{whole['seconds']:.1f}", passed))
     return [
         f"### make test by phase ({result['runs']} run(s) each)",
         "",

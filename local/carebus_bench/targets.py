@@ -99,16 +99,18 @@ def throughput_verdict(results: Mapping[str, Any]) -> Verdict:
 def test_phases_verdict(results: Mapping[str, Any]) -> Verdict:
     result = _measured(results, "test-phases")
     complete = result is not None and not result["selected"]
-    total = result["total_seconds"] if complete else None
+    whole = result.get("make_test") if complete else None
+    total = whole["seconds"] if whole else (result["total_seconds"] if complete else None)
     failed = [row["phase"] for row in result["phases"] if not row["passed"]] if complete else []
+    if whole and not whole["passed"]:
+        failed.append("make test")
     verdict = at_most(total, MAKE_TEST_SECONDS)
     if failed:
         verdict = f"{NOT_MET} (failed: {', '.join(failed)})"
-    return Verdict(
-        f"make test <= {MAKE_TEST_SECONDS:g} s (sum of its phases)",
-        "-" if total is None else f"{total:.0f} s",
-        verdict,
-    )
+    measured = "-" if total is None else f"{total:.0f} s"
+    if whole and complete:
+        measured += f" (its phases one after the other: {result['total_seconds']:.0f} s)"
+    return Verdict(f"make test <= {MAKE_TEST_SECONDS:g} s", measured, verdict)
 
 
 def verdicts(results: Mapping[str, Any]) -> list[Verdict]:
