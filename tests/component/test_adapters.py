@@ -198,3 +198,47 @@ def test_a_request_the_bus_refuses_whole_fails_the_records_of_that_request_only(
 
     assert failed == {"m2": "ThrottlingException", "m3": "ThrottlingException"}
     assert len(bus.requests) == 2
+
+
+def test_a_record_logs_only_its_own_keys_never_those_the_record_before_it_set(capsys):
+    import io
+    import json as json_module
+
+    from aws_lambda_powertools import Logger
+
+    from carebus.adapters.consumer import consume_messages
+    from carebus.errors import MalformedMessageError
+
+    stream = io.StringIO()
+    logger = Logger(service="keys-test", stream=stream)
+
+    def parse(body: str) -> dict[str, str]:
+        if body == "not a message":
+            raise MalformedMessageError("not a message")
+        return json_module.loads(body)
+
+    def process(message: dict[str, str]) -> None:
+        logger.info("processed")
+
+    event = {
+        "Records": [
+            {"messageId": "m1", "body": json_module.dumps({"approvalId": "apr-1"}), "messageAttributes": {}},
+            {"messageId": "m2", "body": "not a message", "messageAttributes": {}},
+        ]
+    }
+    answer = consume_messages(
+        event,
+        None,  # type: ignore[arg-type] - no Lambda context is needed here
+        parse=parse,
+        process=process,
+        log_keys=lambda message: {"approval_id": message["approvalId"]},
+        logger=logger,
+    )
+
+    lines = [json_module.loads(line) for line in stream.getvalue().splitlines()]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    processed, failed = lines
+    assert (processed["message_id"], processed["approval_id"]) == ("m1", "apr-1")
+    assert failed["message_id"] == "m2"
+    assert "approval_id" not in failed
+    assert "message_id" not in logger.get_current_keys()

@@ -65,7 +65,8 @@ def consume_messages[Message](
     appended: set[str] = set()
 
     def log_with(keys: dict[str, str | None]) -> None:
-        formatter.append_keys(**keys)
+        # A key the last record set and this one does not is cleared (None keys are left out of a line).
+        formatter.append_keys(**{name: None for name in appended if name not in keys}, **keys)
         appended.update(keys)
 
     def handle_record(record: SQSRecord) -> Sequence[Entry] | None:
