@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from carebus.adapters.dynamo import Table, to_item
+from carebus.adapters.dynamo import Table, cancellation_reasons, to_item
 from carebus.adapters.eventbus import entries
 from carebus.adapters.idempotency import idempotency_store
 from carebus.adapters.references import ONCE_PER_ENCOUNTER, StoredEncounter, consume_references
@@ -85,9 +85,9 @@ def try_book(appointment: dict[str, Any], npi: str, start: datetime) -> str:
             ]
         )
     except ClientError as error:
-        if error.response["Error"]["Code"] != "TransactionCanceledException":
+        reasons = cancellation_reasons(error)
+        if reasons is None:
             raise
-        reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
         if len(reasons) == 2 and reasons[1] == "ConditionalCheckFailed":
             return "exists"
         if len(reasons) == 2 and reasons[0] == "ConditionalCheckFailed":

@@ -24,6 +24,7 @@ from carebus_bench.cost_model import (
     read_units,
     write_units,
 )
+from carebus_client.metrics import emf_samples
 
 APPROVALS_FUNCTION: Final = "ApprovalsFunction"
 APPROVAL_TOKEN_QUEUE: Final = "ApprovalTokenQueue"  # noqa: S105 - a logical id
@@ -162,17 +163,11 @@ class CountedInvoker:
 
 def _emitted_metrics(log_text: str) -> list[str]:
     """Each distinct metric (namespace, name, dimension values) in the handlers' embedded-metric lines."""
-    metrics = set()
-    for line in log_text.splitlines():
-        if '"_aws"' not in line:
-            continue
-        document = json.loads(line)
-        for directive in document["_aws"]["CloudWatchMetrics"]:
-            for dimensions in directive["Dimensions"] or [[]]:
-                values = ",".join(f"{name}={document[name]}" for name in dimensions)
-                for metric in directive["Metrics"]:
-                    metrics.add(f"{directive['Namespace']}/{metric['Name']}[{values}]")
-    return sorted(metrics)
+    keys = {sample.key for sample in emf_samples(log_text.splitlines())}
+    return sorted(
+        f"{key.namespace}/{key.name}[{','.join(f'{name}={value}' for name, value in key.dimensions)}]"
+        for key in keys
+    )
 
 
 def _template_facts(cfn: Mapping[str, Any]) -> dict[str, int]:

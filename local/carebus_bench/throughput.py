@@ -25,6 +25,7 @@ from carebus.scheduling import appointment_id_for
 from carebus_chaos.observe import scan
 from carebus_chaos.workload import PlannedEncounter, encounter_mix
 from carebus_client.api import ApiClient
+from carebus_client.metrics import nearest_rank
 from carebus_client.stacks import Stack, Target, sign_in
 from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
 from carebus_local.runtime import OfflineRuntime, RuntimeOptions
@@ -115,11 +116,6 @@ def _cpu_seconds(pid: int | None) -> float | None:
     # The fields after the command name (which may hold spaces) start at the process state.
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def _submit_all(
@@ -216,7 +212,7 @@ def measure_throughput(
         "records": {kind: len(getattr(expected, kind)) for kind in kinds},
         "api_latency_seconds": {
             "p50": round(statistics.median(latencies), 3),
-            "p90": round(_percentile(latencies, 0.9), 3),
+            "p90": round(nearest_rank(sorted(latencies), 90), 3),
             "max": round(max(latencies), 3),
         },
         # CPU used from the first submit to the last record, by the process that runs the handlers, the API

@@ -45,6 +45,14 @@ class BatchReadIncompleteError(CarebusError):
     """DynamoDB kept leaving keys of a batch read unprocessed (throttling); the caller retries later."""
 
 
+def cancellation_reasons(error: ClientError) -> list[str | None] | None:
+    """Each item's reason code when a transaction was cancelled (None for an item that was fine), or
+    None when the error is no cancelled transaction."""
+    if error.response["Error"]["Code"] != "TransactionCanceledException":
+        return None
+    return [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+
+
 def is_conditional_check_failure(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -116,9 +124,9 @@ class Table:
                 ]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
+            reasons = cancellation_reasons(error)
+            if reasons is None:
                 raise
-            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
             existing = {position for position, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
             # Any other reason (a conflicting transaction, throttling) is an error to retry later.
             if not existing or any(code not in (None, "None", "ConditionalCheckFailed") for code in reasons):
