@@ -62,11 +62,17 @@ def consume_messages[Message](
     # removed once the batch is done: a context manager per record costs more than the rest of the edge.
     # The formatter is looked up once: Logger.append_keys walks the logger's handlers to find it each call.
     formatter = logger.registered_formatter
-    appended: set[str] = set()
+    appended: set[str] = set()  # every key set in this batch, removed at its end
+    last: set[str] = set()  # the keys the last record set
 
     def log_with(keys: dict[str, str | None]) -> None:
+        if keys.keys() == last:  # the usual case: every record sets the same keys
+            formatter.append_keys(**keys)
+            return
         # A key the last record set and this one does not is cleared (None keys are left out of a line).
-        formatter.append_keys(**{name: None for name in appended if name not in keys}, **keys)
+        formatter.append_keys(**dict.fromkeys(last - keys.keys()), **keys)
+        last.clear()
+        last.update(keys)
         appended.update(keys)
 
     def handle_record(record: SQSRecord) -> Sequence[Entry] | None:
