@@ -87,6 +87,9 @@ def test_a_demo_writes_its_own_handler_log_and_leaves_other_runs_logs_alone(tmp_
     )
 
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Demo passed: 12 of 12 expected steps" in ran.stdout
+    assert "failed" not in ran.stdout
+    assert ran.stdout.count("approval workflow SUCCEEDED") == 1
     printed = re.search(r"The handlers' logs: (\S+)", ran.stdout)
     assert printed, ran.stdout
     log = Path(printed[1])
