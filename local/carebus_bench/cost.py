@@ -22,7 +22,7 @@ from carebus_bench.cost_model import (
     total,
 )
 from carebus_bench.cost_prices import PRICES, READ_ON
-from carebus_bench.report import table
+from carebus_bench.report import replace_between_markers, table
 from carebus_local.template import PROJECT_ROOT
 
 MARKDOWN_PATH: Final = PROJECT_ROOT / "docs" / "cost.md"
@@ -204,14 +204,6 @@ def render(measured: Mapping[str, Any], volume: float, assumptions: Assumptions)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def replace_between_markers(document: str, generated: str) -> str:
-    if BEGIN not in document or END not in document:
-        raise ValueError(f"{MARKDOWN_PATH.name} lacks the generated-section markers")
-    head, rest = document.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{generated}{END}{tail}"
-
-
 def generated_part(document: str) -> str:
     return document.split(BEGIN, 1)[1].split(END, 1)[0].removeprefix("\n")
 
@@ -262,7 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     JSON_PATH.write_text(json.dumps(measured, indent=2) + "\n")
     MARKDOWN_PATH.write_text(
-        replace_between_markers(MARKDOWN_PATH.read_text(), render(measured, arguments.volume, assumptions))
+        replace_between_markers(
+            MARKDOWN_PATH.read_text(),
+            render(measured, arguments.volume, assumptions),
+            BEGIN,
+            END,
+            MARKDOWN_PATH.name,
+        )
     )
     print(f"cost: wrote {MARKDOWN_PATH.relative_to(PROJECT_ROOT)} and {JSON_PATH.relative_to(PROJECT_ROOT)}")
     return 0

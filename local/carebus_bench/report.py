@@ -227,12 +227,15 @@ def render(results: Mapping[str, Any], skipped: Sequence[str], context: Mapping[
     return "\n".join(lines).rstrip() + "\n"
 
 
-def replace_between_markers(document: str, generated: str) -> str:
-    if BEGIN not in document or END not in document:
-        raise ValueError(f"{MARKDOWN_PATH.name} lacks the generated-section markers")
-    head, rest = document.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{generated}{END}{tail}"
+def replace_between_markers(
+    document: str, generated: str, begin: str = BEGIN, end: str = END, name: str = MARKDOWN_PATH.name
+) -> str:
+    """The document with what lies between its generated-section markers replaced."""
+    if begin not in document or end not in document:
+        raise ValueError(f"{name} lacks the generated-section markers")
+    head, rest = document.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{generated}{end}{tail}"
 
 
 def write(results: Mapping[str, Any], skipped: Sequence[str], bench_seconds: float) -> list[Path]:

@@ -162,7 +162,7 @@ def _message_body(given: str, *, raw: bool) -> str:
 # ----- carebus events ------------------------------------------------------------------------------------
 def run_events(args: argparse.Namespace, _console: Console) -> int:
     stack = Stack.find(target_of(args))
-    since = args.since or datetime.now(UTC) - timedelta(minutes=args.last or DEFAULT_EVENTS_MINUTES)
+    since = window_start(args, datetime.now(UTC), DEFAULT_EVENTS_MINUTES)
     for event in audit_events(stack, since, detail_types=args.detail_type):
         print(event_line(event))
     return ExitCode.OK
@@ -235,6 +235,25 @@ def positive(text: str) -> float:
     return value
 
 
+def add_window_options(parser: argparse.ArgumentParser, default_minutes: int) -> None:
+    """--since TIME or --last MINUTES: where a command's time window starts (window_start reads them)."""
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument(
+        "--since", type=moment, metavar="TIME", help="from this ISO 8601 time (UTC if no offset)"
+    )
+    window.add_argument(
+        "--last",
+        type=positive,
+        metavar="MINUTES",
+        help=f"from this many minutes ago (default {default_minutes})",
+    )
+
+
+def window_start(args: argparse.Namespace, until: datetime, default_minutes: int) -> datetime:
+    """The start of the window add_window_options asked for, ending at until."""
+    return args.since or until - timedelta(minutes=args.last or default_minutes)
+
+
 def run_logs(args: argparse.Namespace, console: Console) -> int:
     lines = encounter_log_lines(Stack.find(target_of(args)), args.id)
     for line in lines:
@@ -296,16 +315,7 @@ def add_lab_commands(commands: Any, local_commands: Any, command: CommandFactory
         run_events,
         "the domain events that reached the bus (its audit log), in time order",
     )
-    window = events.add_mutually_exclusive_group()
-    window.add_argument(
-        "--since", type=moment, metavar="TIME", help="from this ISO 8601 time (UTC if no offset)"
-    )
-    window.add_argument(
-        "--last",
-        type=positive,
-        metavar="MINUTES",
-        help=f"from this many minutes ago (default {DEFAULT_EVENTS_MINUTES})",
-    )
+    add_window_options(events, DEFAULT_EVENTS_MINUTES)
     events.add_argument(
         "--detail-type",
         action="append",

@@ -6,14 +6,20 @@ lines under the table say which, since the two are not the same computation.
 """
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from carebus_cli.lab_commands import CommandFactory, moment, moment_text, positive, target_of
+from carebus_cli.lab_commands import (
+    CommandFactory,
+    add_window_options,
+    moment_text,
+    target_of,
+    window_start,
+)
 from carebus_cli.render import text
 from carebus_cli.waiting import add_wait_options, show_when_ready
 from carebus_client.errors import ExitCode
@@ -38,7 +44,7 @@ def run_metrics(args: argparse.Namespace, console: Console) -> int:
 
     def view() -> RenderableType:
         until = datetime.now(UTC)
-        since = args.since or until - timedelta(minutes=args.last or DEFAULT_METRICS_MINUTES)
+        since = window_start(args, until, DEFAULT_METRICS_MINUTES)
         selection = MetricSelection(since, until, tuple(args.name), tuple(args.namespace))
         reports.append(report := stack_metrics(stack, selection))
         if not report.figures:
@@ -115,16 +121,7 @@ def add_metrics_command(commands: Any, command: CommandFactory) -> None:
         run_metrics,
         "the metrics the functions emitted (EMF): samples, sum, and p50/p90/p99/max of durations",
     )
-    window = metrics.add_mutually_exclusive_group()
-    window.add_argument(
-        "--since", type=moment, metavar="TIME", help="from this ISO 8601 time (UTC if no offset)"
-    )
-    window.add_argument(
-        "--last",
-        type=positive,
-        metavar="MINUTES",
-        help=f"from this many minutes ago (default {DEFAULT_METRICS_MINUTES})",
-    )
+    add_window_options(metrics, DEFAULT_METRICS_MINUTES)
     metrics.add_argument(
         "--name",
         action="append",
