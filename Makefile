@@ -102,7 +102,7 @@ e2e: $(STAMP) ## The end-to-end suite against a deployed stack: CAREBUS_STACK=ca
 deploy: build ## sam build, then sam deploy --config-env dev (needs AWS credentials)
 	$(BIN)/sam deploy --config-env dev
 
-contract: $(STAMP) ## Regenerate the request and event contracts (template.yaml Models and Event catalog, docs/openapi.yaml, docs/events.md) from the domain models
+contract: $(STAMP) ## Regenerate the request and event contracts (template.yaml Models and Event catalog, docs/openapi.yaml, docs/partner-openapi.yaml, docs/events.md) from the domain models
 	$(BIN)/python -m carebus_tooling.contract
 
 clean: ## Remove the venv and build output

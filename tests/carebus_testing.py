@@ -255,7 +255,9 @@ def _required_permissions(
     if service == "dynamodb" and operation in ("BatchGetItem", "BatchWriteItem"):
         return [(f"dynamodb:{operation}", _arn_named(stack, table)) for table in params["RequestItems"]]
     if service == "dynamodb":
-        return [(f"dynamodb:{operation}", _arn_named(stack, params["TableName"]))]
+        # A read of an index needs the index's ARN: a grant on the table alone does not cover it.
+        index = f"/index/{params['IndexName']}" if "IndexName" in params else ""
+        return [(f"dynamodb:{operation}", _arn_named(stack, params["TableName"]) + index)]
     if service == "events" and operation == "PutEvents":
         return [("events:PutEvents", _arn_named(stack, entry["EventBusName"])) for entry in params["Entries"]]
     if service == "sns" and operation == "Publish":
@@ -431,3 +433,23 @@ def stop_running_executions(stack: OfflineStack) -> None:
         ]:
             if execution["status"] == "RUNNING":
                 wait_until(lambda arn=execution["executionArn"]: stopped(arn), timeout=5, what="the stop")
+
+
+# ----- Cognito users -------------------------------------------------------------------------------------
+TEST_USER_PASSWORD = "Correct-Horse-9-Battery"
+
+
+def sign_in(cognito: Any, pool_id: str, client_id: str, email: str, *groups: str) -> dict[str, str]:
+    """A new confirmed user in the pool and groups, signed in: its ID, access and refresh tokens."""
+    cognito.admin_create_user(UserPoolId=pool_id, Username=email, MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(
+        UserPoolId=pool_id, Username=email, Password=TEST_USER_PASSWORD, Permanent=True
+    )
+    for group in groups:
+        cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
+    answer = cognito.initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": TEST_USER_PASSWORD},
+    )
+    return answer["AuthenticationResult"]

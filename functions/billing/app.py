@@ -18,6 +18,7 @@ from carebus.adapters.tracing import TRACED_LIBRARIES
 from carebus.billing import build_claim
 from carebus.business_metrics import ENCOUNTER_TO_CLAIM, milliseconds_since
 from carebus.events import claim_submitted
+from carebus.partner import submission_stamp
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_LIBRARIES)
@@ -28,6 +29,10 @@ events = boto3.client("events")
 encounters = Table(dynamodb, os.environ["ENCOUNTERS_TABLE"])
 claims = Table(dynamodb, os.environ["CLAIMS_TABLE"])
 BUS_NAME = os.environ["EVENT_BUS_NAME"]
+
+
+def current_time() -> datetime:
+    return datetime.now(UTC)
 
 
 @idempotent_function(
@@ -41,7 +46,10 @@ def bill(reference: dict[str, Any], encounter: StoredEncounter) -> dict[str, Any
     claim = build_claim(
         encounter.encounter_id, request.practitioner_npi, request.diagnoses, request.procedures
     )
-    if claims.put_new({**claim.to_item(), "createdAt": datetime.now(UTC).isoformat()}, "encounterId"):
+    now = current_time()
+    if claims.put_new(
+        {**claim.to_item(), "createdAt": now.isoformat(), **submission_stamp(now)}, "encounterId"
+    ):
         metrics.add_metric(name="ClaimsSubmitted", unit=MetricUnit.Count, value=1)
         metrics.add_metric(
             name=ENCOUNTER_TO_CLAIM,

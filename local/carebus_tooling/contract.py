@@ -3,6 +3,7 @@
 - template.yaml: the REST API's `Models` (JSON Schema draft-04, what API Gateway checks bodies with) and
   the Event catalog section (the schema registry, carebus_tooling.event_catalog);
 - docs/openapi.yaml: the published description (OpenAPI 3.1, carebus_tooling.openapi);
+- docs/partner-openapi.yaml: the partner API's own (carebus_tooling.partner_openapi);
 - docs/events.md: the event catalog for people (carebus_tooling.events_doc).
 
 `make contract` rewrites them; a test fails when any differs from what generation produces. The
@@ -26,6 +27,7 @@ from carebus_tooling.draft04 import NoDraft04FormError as NoDraft04FormError
 from carebus_tooling.event_catalog import render_template_catalog
 from carebus_tooling.events_doc import EVENTS_DOC_PATH, render_events_doc
 from carebus_tooling.openapi import OPENAPI_PATH, render_openapi
+from carebus_tooling.partner_openapi import PARTNER_OPENAPI_PATH, render_partner_openapi
 
 TEMPLATE_PATH: Final = PROJECT_ROOT / "template.yaml"
 # The API's request models, by the name the template's routes use.
@@ -94,6 +96,7 @@ def render_template(template: str) -> str:
 GENERATED: Final[Mapping[Path, Callable[[str], str]]] = {
     TEMPLATE_PATH: render_template,
     OPENAPI_PATH: lambda _current: render_openapi(),
+    PARTNER_OPENAPI_PATH: lambda _current: render_partner_openapi(),
     # After the template: the catalog's consumers are read from the template as written.
     EVENTS_DOC_PATH: lambda _current: render_events_doc(TEMPLATE_PATH.read_text()),
 }

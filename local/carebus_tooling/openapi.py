@@ -45,6 +45,33 @@ def _idempotency_key_schema() -> dict[str, Any]:
     return {name: value for name, value in schema.items() if name != "title"}
 
 
+def problem_schema(description: str, *, field_example: str, code_example: str) -> dict[str, Any]:
+    """The problem details every answer of an error is (carebus.problems), as a description shows them."""
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message", "code"],
+                    "properties": {
+                        "field": {"type": "string", "examples": [field_example]},
+                        "message": {"type": "string"},
+                        "code": {"type": "string", "examples": [code_example]},
+                    },
+                },
+            },
+        },
+    }
+
+
 def _components_schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in (EncounterRequest, DecisionRequest):
@@ -78,30 +105,15 @@ def _components_schemas() -> dict[str, Any]:
             "failedAt": {"type": "string", "format": "date-time"},
         },
     }
-    schemas["Problem"] = {
+    schemas["Problem"] = problem_schema(
+        "RFC 9457 problem details. Field errors never echo submitted values; a body the gateway's model "
+        "check refused is one error at the field `body` (code `gateway_model`).",
+        field_example="procedures[0].code",
+        code_example="invalid_cpt",
+    )
+    schemas["Problem"]["properties"]["current"] = {
         "type": "object",
-        "description": "RFC 9457 problem details. Field errors never echo submitted values; a body the "
-        "gateway's model check refused is one error at the field `body` (code `gateway_model`).",
-        "required": ["type", "title", "status"],
-        "properties": {
-            "type": {"type": "string", "format": "uri"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["field", "message", "code"],
-                    "properties": {
-                        "field": {"type": "string", "examples": ["procedures[0].code"]},
-                        "message": {"type": "string"},
-                        "code": {"type": "string", "examples": ["invalid_cpt"]},
-                    },
-                },
-            },
-            "current": {"type": "object", "description": "On a 409: the resource as it now stands."},
-        },
+        "description": "On a 409: the resource as it now stands.",
     }
     schemas["Accepted"] = {
         "type": "object",

@@ -27,6 +27,13 @@ NOT_REHEARSED: Final[Mapping[str, str]] = {
         "MiniStack has no CloudFormation provisioner for AWS::WAFv2::WebACLAssociation "
         "(the rehearsal's parameters leave the web ACL off anyway: EnableWaf=false)"
     ),
+    "PartnerApiWebAclAssociation": (
+        "MiniStack has no CloudFormation provisioner for AWS::WAFv2::WebACLAssociation (EnableWaf=false)"
+    ),
+    # The clearinghouse integration is off in the rehearsal (no ClearinghouseEndpoint): the offline stack's
+    # stand-in clearinghouse is where its delivery, retries and dead letters are proven.
+    "ClearinghouseConnection": "MiniStack has no CloudFormation provisioner for AWS::Events::Connection",
+    "ClearinghouseDestination": "MiniStack has no CloudFormation provisioner for AWS::Events::ApiDestination",
     # The schema registry is documentation for consumers: nothing in the stack reads it at run time.
     **{
         logical_id: "MiniStack has no EventBridge Schemas service (AWS::EventSchemas::Registry and ::Schema)"

@@ -1,5 +1,7 @@
 """Every AWS call each function makes on its sample is one its role allows (moto does not check IAM)."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from carebus_testing import (
@@ -21,14 +23,18 @@ SAMPLES = [
     ("PrescriptionsFunction", "prescriptions/encounter_reference.json", "encounter"),
     ("ApprovalsFunction", "approvals/approve.json", "approval"),
     ("ApprovalTokenFunction", "approval_tokens/task_token.json", "approval"),
+    ("PartnerClaimsFunction", "partner_claims/list_claims.json", "claim"),
+    ("PartnerClaimsFunction", "partner_claims/read_claim.json", "claim"),
 ]
+# The partner samples' request time: the sample's claim is billed an hour before it.
+PARTNER_SAMPLE_TIME = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def test_every_function_of_the_template_has_a_sample_here(stack):
     assert {logical_id for logical_id, _, _ in SAMPLES} == set(stack.functions)
 
 
-@pytest.mark.parametrize(("logical_id", "sample", "before"), SAMPLES, ids=[entry[0] for entry in SAMPLES])
+@pytest.mark.parametrize(("logical_id", "sample", "before"), SAMPLES, ids=[entry[1] for entry in SAMPLES])
 def test_every_call_on_the_sample_is_allowed_by_the_functions_role(
     stack, driver, function, monkeypatch, logical_id, sample, before
 ):
@@ -38,6 +44,12 @@ def test_every_call_on_the_sample_is_allowed_by_the_functions_role(
         submit_sample(function)
     elif before == "approval":
         request_sample_approval(driver, function)
+    elif before == "claim":
+        moment = PARTNER_SAMPLE_TIME - timedelta(hours=1)
+        monkeypatch.setattr(function("BillingFunction").module, "current_time", lambda: moment)
+        monkeypatch.setattr(function(logical_id).module, "current_time", lambda: PARTNER_SAMPLE_TIME)
+        submit_sample(function)
+        assert driver.deliver("BillingQueue").failed == []
 
     with recorded_calls() as calls:
         response = function(logical_id).invoke(load_event(sample))

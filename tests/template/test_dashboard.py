@@ -107,7 +107,7 @@ def widget_metrics(properties: dict[str, Any]) -> Iterable[Metric]:
 
 
 def _of_type(stack: OfflineStack, resource_type: str) -> list[str]:
-    return [lid for lid, resource in stack.cfn["Resources"].items() if resource["Type"] == resource_type]
+    return list(stack.created(resource_type))
 
 
 def declared_dimension_values(stack: OfflineStack) -> dict[str, set[str]]:

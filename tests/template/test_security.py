@@ -19,9 +19,12 @@ from carebus.adapters.api import MAX_BODY_BYTES
 from carebus_local.template import PROJECT_ROOT
 
 STACK_KEY_ARN = {"Fn::GetAtt": ["CarebusKey", "Arn"]}
-API = "CarebusApi"
 WEB_ACL = "CarebusApiWebAcl"
-WEB_ACL_ASSOCIATION = "CarebusApiWebAclAssociation"
+# Each web ACL association and the REST API whose stage it guards.
+WEB_ACL_ASSOCIATIONS = {
+    "CarebusApiWebAclAssociation": "CarebusApi",
+    "PartnerApiWebAclAssociation": "PartnerApi",
+}
 # AWSManagedRulesCommonRuleSet's SizeRestrictions_BODY blocks bodies over 8 KB.
 COMMON_RULE_SET_BODY_LIMIT = 8 * 1024
 PROD = "prod"
@@ -108,7 +111,7 @@ def test_the_web_acl_and_its_association_exist_only_where_waf_is_enabled_and_it_
     waf_resources = {
         lid for lid, resource in cfn["Resources"].items() if resource["Type"].startswith("AWS::WAFv2::")
     }
-    assert waf_resources == {WEB_ACL, WEB_ACL_ASSOCIATION}
+    assert waf_resources == {WEB_ACL, *WEB_ACL_ASSOCIATIONS}
     assert {cfn["Resources"][lid].get("Condition") for lid in waf_resources} == {"WafEnabled"}
     assert effective(sam, PROD, "EnableWaf") == "true"
     for config_env in NOT_PROD:
@@ -155,24 +158,31 @@ def test_every_web_acl_metric_is_published_and_no_request_is_sampled(cfn):
     assert len({str(config["MetricName"]) for config in configs}) == len(configs)
 
 
-def test_the_association_puts_the_web_acl_in_front_of_the_api_stage(cfn):
-    association = props(cfn, WEB_ACL_ASSOCIATION)
-    assert association["WebACLArn"] == {"Fn::GetAtt": [WEB_ACL, "Arn"]}
-    [(stage_id, stage)] = of_type(cfn, "AWS::ApiGateway::Stage").items()
-    assert stage["Properties"]["RestApiId"] == {"Ref": API}
-    # The stage by reference: the association waits for the stage, and follows it if it is renamed.
-    assert association["ResourceArn"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
-        f"/restapis/${{{API}}}/stages/${{{stage_id}}}"
-    }
+def test_the_associations_put_the_web_acl_in_front_of_every_api_stage(cfn):
+    stages = of_type(cfn, "AWS::ApiGateway::Stage")
+    assert {stage["Properties"]["RestApiId"]["Ref"] for stage in stages.values()} == set(
+        WEB_ACL_ASSOCIATIONS.values()
+    )
+    for association_id, api in WEB_ACL_ASSOCIATIONS.items():
+        association = props(cfn, association_id)
+        assert association["WebACLArn"] == {"Fn::GetAtt": [WEB_ACL, "Arn"]}
+        [stage_id] = [
+            lid for lid, stage in stages.items() if stage["Properties"]["RestApiId"] == {"Ref": api}
+        ]
+        # The stage by reference: the association waits for the stage, and follows it if it is renamed.
+        assert association["ResourceArn"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
+            f"/restapis/${{{api}}}/stages/${{{stage_id}}}"
+        }
 
 
 # ----- TLS ----------------------------------------------------------------------------------------
 def test_the_api_accepts_tls_1_3_only_and_checks_the_host_against_the_tls_connection(cfn):
-    [(lid, api)] = of_type(cfn, "AWS::ApiGateway::RestApi").items()
-    assert lid == API
-    assert api["Properties"]["SecurityPolicy"] == "SecurityPolicy_TLS13_1_3_2025_09"
-    assert api["Properties"]["EndpointAccessMode"] == "STRICT"
+    apis = of_type(cfn, "AWS::ApiGateway::RestApi")
+    assert set(apis) == set(WEB_ACL_ASSOCIATIONS.values())
+    for api in apis.values():
+        assert api["Properties"]["SecurityPolicy"] == "SecurityPolicy_TLS13_1_3_2025_09"
+        assert api["Properties"]["EndpointAccessMode"] == "STRICT"
 
 
 # ----- function environments ----------------------------------------------------------------------

@@ -728,17 +728,43 @@ def test_function_roles_attach_no_managed_policy_beyond_those_sam_adds(cfn):
 # =====================================================================================================
 # 10. API
 # =====================================================================================================
+API_KEY_REQUIREMENT = "api_key"  # what SAM names the scheme of Auth.ApiKeyRequired
+
+
 def test_every_api_operation_requires_the_cognito_authorizer(cfn):
     operations = list(api_operations(cfn))
     assert operations
     unprotected = [
         f"{api_id} {name}"
         for api_id, name, operation in operations
-        # Alternatives in `security` are ORed: each must require the authorizer (an empty one means none).
+        # Alternatives in `security` are ORed in OpenAPI: each must require the authorizer (an empty one
+        # means none). API Gateway reads SAM's `api_key` entry as the method's apiKeyRequired flag, applied
+        # on top of the authorizer, never instead of it (the offline gateway does the same).
         if not operation.get("security")
-        or not all("CognitoAuthorizer" in requirement for requirement in operation["security"])
+        or not all(
+            "CognitoAuthorizer" in requirement
+            for requirement in operation["security"]
+            if requirement != {API_KEY_REQUIREMENT: []}
+        )
+        or all(requirement == {API_KEY_REQUIREMENT: []} for requirement in operation["security"])
     ]
     assert unprotected == []
+
+
+def test_every_partner_operation_needs_the_scope_and_an_api_key(cfn):
+    body = props(cfn["Resources"]["PartnerApi"])["Body"]
+    operations = [
+        operation
+        for item in body["paths"].values()
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+    assert operations
+    for operation in operations:
+        assert {"CognitoAuthorizer": ["carebus-partner/claims.read"]} in operation["security"]
+        assert {API_KEY_REQUIREMENT: []} in operation["security"]
+    scheme = body["components"]["securitySchemes"][API_KEY_REQUIREMENT]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-api-key")
 
 
 def test_every_api_operation_with_a_body_validates_it_against_a_model(cfn):
@@ -802,8 +828,9 @@ def test_every_api_stage_traces_logs_access_and_throttles_without_logging_bodies
     for lid, stage in stages.items():
         stage_props = props(stage)
         assert stage_props.get("TracingEnabled") is True, lid
-        assert stage_props.get("AccessLogSetting", {}).get("DestinationArn") == get_att(
-            "ApiAccessLogGroup"
+        assert stage_props.get("AccessLogSetting", {}).get("DestinationArn") in (
+            get_att("ApiAccessLogGroup"),
+            get_att("PartnerApiAccessLogGroup"),
         ), lid
         settings = stage_props.get("MethodSettings", [])
         assert [s for s in settings if s.get("DataTraceEnabled") is not False] == [], lid

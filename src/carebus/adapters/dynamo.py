@@ -224,3 +224,26 @@ class Table:
         for page in self.client.get_paginator("query").paginate(**request):
             records.extend(from_item(item) for item in page["Items"])
         return records
+
+    def query_page(
+        self,
+        condition: str,
+        values: Mapping[str, Any],
+        index: str,
+        limit: int,
+        start_after: Mapping[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Up to `limit` records of an index matching a key condition, after the record whose keys are
+        start_after, in key order; and the keys to start after next time (None: no record is left)."""
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": to_item(values),
+            "Limit": limit,
+        }
+        if start_after:
+            request["ExclusiveStartKey"] = to_item(start_after)
+        answer = self.client.query(**request)
+        last = answer.get("LastEvaluatedKey")
+        return [from_item(item) for item in answer["Items"]], from_item(last) if last else None
