@@ -2,6 +2,7 @@
 command did, the sample files, and `carebus local up` in a process of its own (the fixtures are in
 tests/stack/conftest.py)."""
 
+import errno
 import json
 import os
 import re
@@ -14,12 +15,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from carebus_local.demo_users import DEMO_USERS
 from carebus_testing import EVENTS_DIR, sample_body
+
+if TYPE_CHECKING:
+    from carebus_local.runtime import OfflineRuntime
 
 STACK = f"carebus-cli-{uuid.uuid4().hex[:6]}"
 SAMPLE_EVENT = EVENTS_DIR / "intake" / "submit_encounter.json"
@@ -126,3 +130,22 @@ def local_up(tmp_path: Path, *options: str, stop_with: int = signal.SIGINT) -> I
                 watchdog.cancel()
     assert process.returncode == 0, errors.read_text()
     assert "Traceback" not in errors.read_text()
+
+
+def started_on_free_ports(attempts: int = 3, **options: Any) -> "OfflineRuntime":
+    """An offline runtime started on free ports (RuntimeOptions from `options`). A port the system picked as
+    free can be taken before the stack binds it (as the source port of one of the many connections the
+    other workers' stacks open): then it starts on others."""
+    from carebus_local.moto_process import MotoProcessError
+    from carebus_local.runtime import OfflineRuntime, RuntimeOptions
+    from carebus_local.serve import free_ports
+
+    for attempt in range(1, attempts + 1):
+        aws_port, api_port = free_ports("127.0.0.1", (0, 0))
+        try:
+            return OfflineRuntime(RuntimeOptions(aws_port=aws_port, api_port=api_port, **options)).start()
+        except (OSError, MotoProcessError) as error:
+            taken = isinstance(error, MotoProcessError) or error.errno == errno.EADDRINUSE
+            if not taken or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

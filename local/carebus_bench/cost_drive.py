@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from carebus_bench.calls import EVENTS_DIR, INTAKE_FUNCTION, counted_calls, intake_event, offline_stack
 from carebus_bench.cost_model import (
@@ -25,6 +25,9 @@ from carebus_bench.cost_model import (
     write_units,
 )
 from carebus_client.metrics import emf_samples
+
+if TYPE_CHECKING:
+    from carebus_local.stack import OfflineStack
 
 APPROVALS_FUNCTION: Final = "ApprovalsFunction"
 APPROVAL_TOKEN_QUEUE: Final = "ApprovalTokenQueue"  # noqa: S105 - a logical id
@@ -170,8 +173,10 @@ def _emitted_metrics(log_text: str) -> list[str]:
     )
 
 
-def _template_facts(cfn: Mapping[str, Any]) -> dict[str, int]:
-    resources = cfn["Resources"].values()
+def _template_facts(stack: "OfflineStack") -> dict[str, int]:
+    """What the stack, as created, holds of what costs a fixed amount (a resource whose condition is false
+    costs nothing)."""
+    resources = [stack.cfn["Resources"][logical_id] for logical_id in stack.resources]
     alarms = [
         resource["Properties"] for resource in resources if resource["Type"] == "AWS::CloudWatch::Alarm"
     ]
@@ -284,11 +289,7 @@ def measure_mix(mix: Mix, encounters: int, volume: float) -> dict[str, Any]:
         logs = sys.stdout
         dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
         stepfunctions = boto3.client("stepfunctions")
-        tables = [
-            stack.ref(logical_id)
-            for logical_id, kind in _types(stack.cfn).items()
-            if kind == "AWS::DynamoDB::Table"
-        ]
+        tables = [stack.ref(logical_id) for logical_id in stack.created("AWS::DynamoDB::Table")]
         keys, _ = _stored_items(dynamodb, tables)
         meters = BillingMeters(keys)
         per_function: Counter[str] = Counter()
@@ -364,10 +365,6 @@ def _queue_logical_id(stack: Any, queue_arn: str) -> str:
     return logical_id
 
 
-def _types(cfn: Mapping[str, Any]) -> dict[str, str]:
-    return {logical_id: resource["Type"] for logical_id, resource in cfn["Resources"].items()}
-
-
 def _measurement(
     stack: Any,
     mix: Mix,
@@ -403,8 +400,8 @@ def _measurement(
     callers.add(("CarebusBus", "events"))
     callers |= {
         (logical_id, "logs")
-        for logical_id, resource in stack.cfn["Resources"].items()
-        if resource["Type"] == "AWS::Logs::LogGroup" and "KmsKeyId" in resource["Properties"]
+        for logical_id, resource in stack.created("AWS::Logs::LogGroup").items()
+        if "KmsKeyId" in resource["Properties"]
     }
     named = _logical_ids(stack)
     return {
@@ -416,5 +413,5 @@ def _measurement(
         "metrics": _emitted_metrics(emitted),
         "kms_callers": sorted(f"{named.get(resource, resource)} <- {caller}" for resource, caller in callers),
         "trace_entry_points": ["api_requests", *(f"invocations:{name}" for name in consumers), "executions"],
-        "template": _template_facts(stack.cfn),
+        "template": _template_facts(stack),
     }

@@ -39,7 +39,7 @@ class StackView:
         self.stack = stack
         self.client = client
         resources = stack.cfn["Resources"]
-        self.queues = [logical_id for logical_id, resource in resources.items() if resource["Type"] == _QUEUE]
+        self.queues = list(stack.created(_QUEUE))
         # A consumed queue's dead-letter queue, as its RedrivePolicy names it.
         self.dead_letter_queue_of = {
             logical_id: _logical_id(

@@ -1,4 +1,5 @@
-"""The local REST API over HTTP: requests in, LocalRestApi, answers out, whatever the client sends.
+"""The local REST APIs over HTTP: requests in, LocalRestApi (or an ApiRouter of several), answers out,
+whatever the client sends.
 
 API Gateway always answers at its edge: a method it has no route for, a body it cannot read, a client that
 announces more body than it sends. So does this server, with the API's own gateway responses.
@@ -9,16 +10,15 @@ import re
 import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from carebus_local.apigateway import LocalRestApi
 from carebus_local.gateway_responses import (
     INTERNAL_ERROR,
     REQUEST_TOO_LARGE,
     GatewayError,
     unreadable_request,
 )
-from carebus_local.http import HttpResponse
+from carebus_local.http import Headers, HttpResponse
 
 log = logging.getLogger("carebus.local")
 
@@ -33,6 +33,16 @@ LINGER_SECONDS: Final = 1.0
 _DIGITS: Final = re.compile(r"[0-9]+")
 
 
+class ServedApi(Protocol):
+    """What the server serves: LocalRestApi, or an ApiRouter of several APIs on one port."""
+
+    def handle(
+        self, method: str, path: str, query_string: str, headers: Headers, body: bytes, source_ip: str
+    ) -> HttpResponse: ...
+
+    def refusal(self, error: GatewayError) -> HttpResponse: ...
+
+
 class _UnreadableRequest(Exception):
     """The request's framing cannot be trusted: answer it, then close, since its end is unknown."""
 
@@ -42,9 +52,9 @@ class _UnreadableRequest(Exception):
 
 
 class ApiRequestHandler(BaseHTTPRequestHandler):
-    """HTTP in, LocalRestApi, HTTP out. Subclassed per server with its API (see api_server)."""
+    """HTTP in, the served API, HTTP out. Subclassed per server with its API (see api_server)."""
 
-    rest_api: LocalRestApi
+    rest_api: ServedApi
     protocol_version = "HTTP/1.1"
     # StreamRequestHandler puts it on the connection's socket, so every read (headers and body) is bounded.
     timeout: float | None = DEFAULT_READ_TIMEOUT_SECONDS
@@ -134,7 +144,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
 
 
 def api_server(
-    rest_api: LocalRestApi,
+    rest_api: ServedApi,
     host: str,
     port: int,
     read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,

@@ -1,7 +1,8 @@
 """API Gateway offline: a REST API's routes, Cognito authorizer, body models, gateway responses, proxy events.
 
 LocalRestApi answers HTTP requests from the OpenAPI body that the SAM transform produced, in the order
-API Gateway works: find the resource and method, run the authorizer, validate the body, call the function.
+API Gateway works: find the resource and method, run the authorizer, check the API key against its usage
+plan (usage_plans.py), validate the body, call the function.
 """
 
 import base64
@@ -32,6 +33,7 @@ from carebus_local.gateway_responses import (
     validation_error_string,
 )
 from carebus_local.http import Headers, HttpResponse, UnsupportedApiFeatureError, has_header
+from carebus_local.usage_plans import ApiKeyUse, MeteringRefusal, UsagePlanMeter
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +47,20 @@ _ANY_COVERS: Final = frozenset(method.upper() for method in _HTTP_METHODS - {_AN
 _FUNCTION_IN_URI: Final = re.compile(r"/functions/(?P<arn>.+)/invocations$")
 # The base URI the API definition is registered under, so models' "#/components/schemas/..." refs resolve.
 _API_DOCUMENT: Final = "urn:carebus-local:rest-api"
+# The header API Gateway reads a key from (the API's key source HEADER, its default).
+API_KEY_HEADER: Final = "x-api-key"
 
 
 @dataclass(frozen=True)
 class _Operation:
-    """One method of one resource: its function, the pools whose tokens it takes, the bodies it checks."""
+    """One method of one resource: its function, the pools whose tokens it takes (and the OAuth scopes it
+    wants of them), whether it needs an API key, the bodies it checks."""
 
     resource: str
     function_arn: str
     provider_arns: tuple[str, ...]
+    scopes: tuple[str, ...]
+    api_key_required: bool
     body_validators: Mapping[str, Draft4Validator]
 
 
@@ -122,15 +129,27 @@ def _operation(
     if integration.get("type") != "aws_proxy" or function is None:
         raise UnsupportedApiFeatureError(f"{resource}: only Lambda proxy integrations are emulated")
     provider_arns: list[str] = []
+    scopes: list[str] = []
+    api_key_required = False
+    # Unlike OpenAPI, where requirements are alternatives, API Gateway applies every one a method lists:
+    # SAM writes an authorizer and the API key as two requirements, and a call needs both.
     for requirement in definition.get("security", api.get("security", [])):
-        for scheme in requirement:
+        for scheme, scheme_scopes in requirement.items():
             declared = api.get("components", {}).get("securitySchemes", {}).get(scheme, {})
-            authorizer = declared.get("x-amazon-apigateway-authorizer", {})
-            if authorizer.get("type") != "cognito_user_pools":
+            authorizer = declared.get("x-amazon-apigateway-authorizer")
+            if authorizer is None and declared.get("type") == "apiKey" and declared.get("in") == "header":
+                api_key_required = True
+            elif authorizer is not None and authorizer.get("type") == "cognito_user_pools":
+                provider_arns += authorizer["providerARNs"]
+                scopes += scheme_scopes
+            else:
                 raise UnsupportedApiFeatureError(
-                    f"{resource}: only Cognito user pool authorizers are emulated"
+                    f"{resource}: only Cognito user pool authorizers and API keys are emulated"
                 )
-            provider_arns += authorizer["providerARNs"]
+    if api_key_required and api.get("x-amazon-apigateway-api-key-source", "HEADER") != "HEADER":
+        raise UnsupportedApiFeatureError(
+            f"{resource}: only API keys in the {API_KEY_HEADER} header are emulated"
+        )
     validator_name = definition.get(
         "x-amazon-apigateway-request-validator", api.get("x-amazon-apigateway-request-validator")
     )
@@ -144,7 +163,14 @@ def _operation(
             if "$ref" in schema:
                 schema = {"$ref": _API_DOCUMENT + schema["$ref"]}
             body_validators[media_type.lower()] = Draft4Validator(schema, registry=registry)
-    return _Operation(resource, function.group("arn"), tuple(provider_arns), body_validators)
+    return _Operation(
+        resource,
+        function.group("arn"),
+        tuple(provider_arns),
+        tuple(scopes),
+        api_key_required,
+        body_validators,
+    )
 
 
 class LocalRestApi:
@@ -159,6 +185,7 @@ class LocalRestApi:
         account_id: str,
         invoke: Invoke,
         verifier: CognitoVerifier | None,
+        usage_plans: UsagePlanMeter | None = None,
     ) -> None:
         self.stage = stage
         self.api_id = api_id
@@ -166,6 +193,7 @@ class LocalRestApi:
         self.account_id = account_id
         self._invoke = invoke
         self._verifier = verifier
+        self._usage_plans = usage_plans
         self._binary_media_types = tuple(
             _media_type_pattern(media_type)
             for media_type in body.get("x-amazon-apigateway-binary-media-types", [])
@@ -187,10 +215,11 @@ class LocalRestApi:
             }
             resources.append(_Resource(path, pattern, parameter_names, operations))
         self._resources = sorted(resources, key=_Resource.precedence)
-        if verifier is None and any(
-            operation.provider_arns for resource in resources for operation in resource.operations.values()
-        ):
+        operations = [operation for resource in resources for operation in resource.operations.values()]
+        if verifier is None and any(operation.provider_arns for operation in operations):
             raise ValueError("the API has Cognito authorizers: give LocalRestApi a CognitoVerifier")
+        if usage_plans is None and any(operation.api_key_required for operation in operations):
+            raise ValueError("the API requires API keys: give LocalRestApi a UsagePlanMeter")
 
     def handle(
         self, method: str, path: str, query_string: str, headers: Headers, body: bytes, source_ip: str
@@ -214,20 +243,32 @@ class LocalRestApi:
         match = self._match(request)
         if match is None:
             return self._gateway_response(MISSING_AUTHENTICATION_TOKEN, request.request_id)
+        operation = match.operation
         claims = None
-        if match.operation.provider_arns:
+        if operation.provider_arns:
             assert self._verifier is not None  # the constructor refuses an authorized API without one
             try:
-                claims = self._verifier.verify(request.header("Authorization"), match.operation.provider_arns)
+                claims = self._verifier.verify(
+                    request.header("Authorization"), operation.provider_arns, operation.scopes
+                )
             except Unauthorized as refused:
                 return self._gateway_response(unauthorized(refused.message), request.request_id)
-        refusal = self._body_refusal(match.operation, request)
+        api_key = None
+        if operation.api_key_required:
+            assert self._usage_plans is not None  # the constructor refuses a key-required API without one
+            try:
+                api_key = self._usage_plans.admit(
+                    self.api_id, self.stage, operation.resource, method, request.header(API_KEY_HEADER)
+                )
+            except MeteringRefusal as refused:
+                return self._gateway_response(refused.error, request.request_id)
+        refusal = self._body_refusal(operation, request)
         if refusal is not None:
             return self._gateway_response(bad_request_body(refusal), request.request_id)
         try:
-            result = self._invoke(match.operation.function_arn, self._proxy_event(request, match, claims))
+            result = self._invoke(operation.function_arn, self._proxy_event(request, match, claims, api_key))
         except Exception:
-            logger.exception("%s %s: the function %s failed", method, path, match.operation.function_arn)
+            logger.exception("%s %s: the function %s failed", method, path, operation.function_arn)
             return self._gateway_response(INTEGRATION_FAILED, request.request_id)
         response = _http_response_of(result, request.request_id)
         if response is None:
@@ -267,7 +308,9 @@ class LocalRestApi:
         validator = operation.body_validators.get(content_type.split(";", 1)[0].strip().lower())
         return None if validator is None else validation_error_string(validator, request.body)
 
-    def _proxy_event(self, request: _Request, match: _Match, claims: dict[str, str] | None) -> dict[str, Any]:
+    def _proxy_event(
+        self, request: _Request, match: _Match, claims: dict[str, str] | None, api_key: ApiKeyUse | None
+    ) -> dict[str, Any]:
         """The Lambda proxy event, shaped like events/intake/submit_encounter.json."""
         multi_value_headers = _grouped(request.headers)
         multi_value_query = _grouped(parse_qsl(request.query_string, keep_blank_values=True))
@@ -290,6 +333,8 @@ class LocalRestApi:
         }
         if claims is not None:
             context["authorizer"] = {"claims": claims}
+        if api_key is not None:
+            context["identity"] |= {"apiKey": api_key.value, "apiKeyId": api_key.key_id}
         return {
             "resource": resource,
             "path": match.resource_path,

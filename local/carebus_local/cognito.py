@@ -1,4 +1,8 @@
-"""API Gateway's Cognito user pool authorizer, offline: ID tokens checked against the pool's JWKS."""
+"""API Gateway's Cognito user pool authorizer, offline: tokens checked against the pool's JWKS.
+
+A method without OAuth scopes takes ID tokens only; a method with scopes takes access tokens only, and only
+those that claim at least one of its scopes (API Gateway's rule; anything else is 401 Unauthorized).
+"""
 
 import json
 import re
@@ -37,7 +41,7 @@ def fetch_jwks_over_http(url: str) -> dict[str, Any]:
 
 
 class CognitoVerifier:
-    """Checks Cognito ID tokens as API Gateway's Cognito user pool authorizer does."""
+    """Checks Cognito tokens as API Gateway's Cognito user pool authorizer does."""
 
     def __init__(
         self,
@@ -55,8 +59,11 @@ class CognitoVerifier:
         self._clock = clock
         self._key_sets: dict[str, KeySet] = {}
 
-    def verify(self, authorization: str | None, provider_arns: Sequence[str]) -> dict[str, str]:
-        """The token's claims as API Gateway passes them to the function; Unauthorized if it would refuse."""
+    def verify(
+        self, authorization: str | None, provider_arns: Sequence[str], scopes: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """The token's claims as API Gateway passes them to the function; Unauthorized if it would refuse.
+        scopes: the method's OAuth scopes; none means the method takes ID tokens."""
         token = _BEARER_PREFIX.sub("", (authorization or "").strip())
         if not token:
             raise Unauthorized
@@ -77,12 +84,17 @@ class CognitoVerifier:
             claims = jwt.decode(token, key_set, algorithms=["RS256"]).claims
         except (JoseError, ValueError) as refused:
             raise Unauthorized from refused
-        if claims.get("token_use") != "id":
+        if claims.get("token_use") != ("access" if scopes else "id"):
             raise Unauthorized
         if not isinstance(claims.get("exp"), int | float) or claims["exp"] <= self._clock():
             raise Unauthorized(TOKEN_EXPIRED_MESSAGE)
-        audience = claims.get("aud")
-        if not isinstance(audience, str) or audience not in self._client_ids(pool_id):
+        if scopes:
+            granted = claims.get("scope")
+            if not isinstance(granted, str) or not set(granted.split()) & set(scopes):
+                raise Unauthorized
+        # An ID token names its app client as the audience, an access token in client_id.
+        client = claims.get("client_id" if scopes else "aud")
+        if not isinstance(client, str) or client not in self._client_ids(pool_id):
             raise Unauthorized
         return {name: _claim_as_text(name, value) for name, value in claims.items()}
 

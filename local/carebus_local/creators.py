@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from carebus_local.creators_catalog import CATALOG_CREATORS
 from carebus_local.creators_observability import cloudwatch_dashboard
+from carebus_local.creators_outbound import OUTBOUND_CREATORS
+from carebus_local.creators_partner_api import PARTNER_API_CREATORS
 from carebus_local.stack import (
     EventSourceMappingSpec,
     FunctionSpec,
@@ -156,8 +158,8 @@ def _event_archive(p: "Provisioner", logical_id: str, props: dict[str, Any]) -> 
     return Provisioned(name, {"Arn": arn})
 
 
-# moto delivers these target kinds itself; the runtime delivers the others after moto matched the rule.
-_MOTO_DELIVERED_TARGETS = (":sqs:", ":sns:", ":logs:", ":events:")
+# moto delivers these target kinds (not API destinations: no auth, no retry); the runtime the others.
+_MOTO_DELIVERED_TARGETS = (":sqs:", ":sns:", ":logs:", ":event-bus/")
 
 
 def _event_rule(p: "Provisioner", logical_id: str, props: dict[str, Any]) -> Provisioned:
@@ -326,27 +328,6 @@ def _user_pool(p: "Provisioner", logical_id: str, props: dict[str, Any]) -> Prov
     )
 
 
-def _user_pool_client(p: "Provisioner", logical_id: str, props: dict[str, Any]) -> Provisioned:
-    request = {
-        name: props[name]
-        for name in (
-            "ExplicitAuthFlows",
-            "GenerateSecret",
-            "PreventUserExistenceErrors",
-            "EnableTokenRevocation",
-            "AccessTokenValidity",
-            "IdTokenValidity",
-            "RefreshTokenValidity",
-            "TokenValidityUnits",
-        )
-        if name in props
-    }
-    client = p.client("cognito-idp").create_user_pool_client(
-        UserPoolId=props["UserPoolId"], ClientName=props.get("ClientName", logical_id), **request
-    )["UserPoolClient"]
-    return Provisioned(client["ClientId"], {"ClientSecret": client.get("ClientSecret", "")})
-
-
 def _user_pool_group(p: "Provisioner", logical_id: str, props: dict[str, Any]) -> Provisioned:
     p.client("cognito-idp").create_group(
         UserPoolId=props["UserPoolId"], GroupName=props["GroupName"], Description=props.get("Description", "")
@@ -439,10 +420,11 @@ CREATORS: dict[str, Creator] = {
     "AWS::ApiGateway::Deployment": _api_deployment,
     "AWS::ApiGateway::Stage": _api_stage,
     "AWS::Cognito::UserPool": _user_pool,
-    "AWS::Cognito::UserPoolClient": _user_pool_client,
     "AWS::Cognito::UserPoolGroup": _user_pool_group,
     "AWS::CloudWatch::Alarm": _cloudwatch_alarm,
     "AWS::CloudWatch::Dashboard": cloudwatch_dashboard,
     "AWS::StepFunctions::StateMachine": _state_machine,
     **CATALOG_CREATORS,
+    **OUTBOUND_CREATORS,
+    **PARTNER_API_CREATORS,
 }

@@ -38,6 +38,13 @@ INTERNAL_ERROR: Final = GatewayError(
 REQUEST_TOO_LARGE: Final = GatewayError(
     "REQUEST_TOO_LARGE", 413, "Request Too Long", "RequestTooLargeException"
 )
+# A method that requires an API key got none, one that is unknown or disabled, or one that no usage plan of
+# the stage holds: API Gateway says no more than this, whichever it was.
+INVALID_API_KEY: Final = GatewayError("INVALID_API_KEY", 403, "Forbidden", "ForbiddenException")
+# The key's usage plan throttle (its token bucket) is empty.
+THROTTLED: Final = GatewayError("THROTTLED", 429, "Too Many Requests", "TooManyRequestsException")
+# The key has sent every request its usage plan's quota allows in this period.
+QUOTA_EXCEEDED: Final = GatewayError("QUOTA_EXCEEDED", 429, "Limit Exceeded", "LimitExceededException")
 # What API Gateway answers for a response type the API does not customize.
 _DEFAULT_TEMPLATE: Final = '{"message":$context.error.messageString}'
 # Gateway response templates are not VTL: API Gateway substitutes $context variables and nothing else.

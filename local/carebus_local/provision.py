@@ -5,6 +5,7 @@ resolving intrinsic functions the way CloudFormation would, and refuses resource
 (unless the resource's condition is false: it is not created at all).
 """
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, MutableMapping
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from carebus_client.stacks import DEFAULT_STACK_NAME
 from carebus_local.creators import CREATORS
@@ -30,6 +32,31 @@ from carebus_local.template import PROJECT_ROOT, code_locations
 
 _NO_VALUE = object()
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+# A CloudFormation dynamic reference: {{resolve:service:reference}}, resolved when the resource is created.
+_DYNAMIC_REFERENCE = re.compile(r"\{\{resolve:([a-z-]+):([^}]*)\}\}")
+
+
+class DynamicReferenceError(Exception):
+    """A dynamic reference names a secret, key or parameter that cannot be read: CloudFormation fails the
+    resource, so provisioning fails."""
+
+
+def secret_reference(reference: str) -> tuple[str, str, str, str]:
+    """secret-id, json-key, version-stage, version-id of `secret-id[:SecretString[:json-key[:version-stage
+    [:version-id]]]]`, the part after {{resolve:secretsmanager: (secret-id a name or a full ARN)."""
+    parts = reference.split(":")
+    # A secret's ARN has colons of its own: arn:aws:secretsmanager:region:account:secret:name.
+    length = 7 if reference.startswith("arn:") else 1
+    secret_id, rest = ":".join(parts[:length]), parts[length:]
+    if not secret_id or len(rest) > 4:
+        raise DynamicReferenceError(f"{{{{resolve:secretsmanager:{reference}}}}} is not a secret reference")
+    secret_string, json_key, version_stage, version_id = rest + [""] * (4 - len(rest))
+    if secret_string not in ("", "SecretString") or (version_stage and version_id):
+        raise DynamicReferenceError(
+            f"{{{{resolve:secretsmanager:{reference}}}}}: the second field must be SecretString, and only "
+            "one of version-stage and version-id may be given"
+        )
+    return secret_id, json_key, version_stage, version_id
 
 
 def _dependencies(value: Any) -> set[str]:
@@ -179,6 +206,50 @@ class Provisioner:
 
         return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
 
+    # ----- dynamic references ----------------------------------------------------------------------
+    def dynamic_references(self, logical_id: str, value: Any) -> Any:
+        """Property values with their dynamic references resolved, as CloudFormation resolves them when it
+        creates the resource (secretsmanager and ssm; others are refused)."""
+        if isinstance(value, dict):
+            return {key: self.dynamic_references(logical_id, item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.dynamic_references(logical_id, item) for item in value]
+        if isinstance(value, str) and "{{resolve:" in value:
+            return _DYNAMIC_REFERENCE.sub(
+                lambda match: self._dynamic_reference(logical_id, match.group(1), match.group(2)), value
+            )
+        return value
+
+    def _dynamic_reference(self, logical_id: str, service: str, reference: str) -> str:
+        try:
+            if service == "ssm":
+                return self.client("ssm").get_parameter(Name=reference)["Parameter"]["Value"]
+            if service != "secretsmanager":
+                raise UnsupportedResourceError(
+                    f"{logical_id}: {{{{resolve:{service}:...}}}} is not supported offline"
+                )
+            secret_id, json_key, version_stage, version_id = secret_reference(reference)
+            version = {"VersionStage": version_stage} if version_stage else {}
+            version |= {"VersionId": version_id} if version_id else {}
+            text = self.client("secretsmanager").get_secret_value(SecretId=secret_id, **version)[
+                "SecretString"
+            ]
+        except ClientError as error:
+            raise DynamicReferenceError(
+                f"{logical_id}: {{{{resolve:{service}:{reference}}}}} cannot be resolved: "
+                f"{error.response['Error']['Code']} ({error.response['Error'].get('Message', '')})"
+            ) from None
+        if not json_key:
+            return text
+        try:
+            value = json.loads(text)[json_key]
+        except (ValueError, KeyError, TypeError):
+            raise DynamicReferenceError(
+                f"{logical_id}: {{{{resolve:secretsmanager:{reference}}}}} cannot be resolved: the secret's "
+                f"SecretString is not a JSON object with the key {json_key!r}"
+            ) from None
+        return value if isinstance(value, str) else json.dumps(value)
+
     # ----- provisioning ----------------------------------------------------------------------------
     def provision(self) -> OfflineStack:
         resources = self.cfn["Resources"]
@@ -207,7 +278,7 @@ class Provisioner:
             resource = resources[logical_id]
             if "Condition" in resource and not self.condition(resource["Condition"]):
                 continue
-            properties = self.resolve(resource.get("Properties", {}))
+            properties = self.dynamic_references(logical_id, self.resolve(resource.get("Properties", {})))
             self.resources[logical_id] = self.creators[resource["Type"]](self, logical_id, properties)
         outputs = {
             name: self.resolve(output["Value"])

@@ -16,9 +16,11 @@ from botocore.config import Config
 
 from carebus_client.stacks import DEFAULT_STACK_NAME, LOCAL_CREDENTIALS
 from carebus_client.users import add_pool_user
+from carebus_local.api_destinations import ApiDestinations, Backoff
 from carebus_local.api_server import DEFAULT_READ_TIMEOUT_SECONDS, api_server
+from carebus_local.api_stack import api_router, local_outputs
 from carebus_local.apigateway import LocalRestApi
-from carebus_local.cognito import CognitoVerifier
+from carebus_local.clearinghouse import ClearinghouseStandIn, start_for_stack
 from carebus_local.delivery import RuleTargetDelivery
 from carebus_local.demo_users import DEMO_PASSWORD, DEMO_USERS
 from carebus_local.environments import (
@@ -29,7 +31,7 @@ from carebus_local.environments import (
 from carebus_local.moto_process import MotoProcess
 from carebus_local.pollers import QueuePoller
 from carebus_local.provision import Provisioner
-from carebus_local.stack import ACCOUNT_ID, EventSourceMappingSpec, OfflineStack, RuleTargetSpec
+from carebus_local.stack import EventSourceMappingSpec, OfflineStack, RuleTargetSpec
 from carebus_local.template import TEMPLATE_PATH, load_template, translate
 
 log = logging.getLogger("carebus.local")
@@ -62,9 +64,19 @@ class RuntimeOptions:
     # How long the local API waits on a client that has gone quiet mid-request before answering 400 and
     # closing; tests shorten it rather than wait out the default.
     api_read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    # The path each REST API is served under on the API port, by logical id: on AWS each API has a host of
+    # its own, offline a path prefix stands in for it ({api_url}/partner/v1). The one API not named here is
+    # served at the root ({api_url}/v1), and answers paths under no API. See carebus_local/api_stack.py.
+    api_base_paths: dict[str, str] = field(default_factory=lambda: {"PartnerApi": "partner"})
     # A file that also gets the handlers' log lines (whoever runs the stack writes them there); published as
     # the stack's HandlerLogFile output, where on AWS a client would read CloudWatch Logs.
     handler_log_path: Path | None = None
+    # ----- clearinghouse: the outbound API destination ----------------------------------------------
+    # A stand-in clearinghouse (carebus_local.clearinghouse) started first, the template's Clearinghouse*
+    # parameters pointed at it (the parameters above still win); its admin URL and CA file become outputs.
+    clearinghouse: bool = False
+    # Lab-time backoff between an API destination's retries (EventBridge's spreads 185 over a day).
+    api_destination_backoff: Backoff = field(default_factory=Backoff)
 
 
 class OfflineRuntime:
@@ -81,8 +93,11 @@ class OfflineRuntime:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: MotoProcess | None = None
+        # The API at the root, and every API by logical id.
         self.rest_api: LocalRestApi | None = None
+        self.rest_apis: dict[str, LocalRestApi] = {}
         self._http: ThreadingHTTPServer | None = None
+        self.clearinghouse: ClearinghouseStandIn | None = None
 
     @property
     def moto_pid(self) -> int | None:
@@ -120,17 +135,21 @@ class OfflineRuntime:
         self._moto.start()
         self._moto.configure({"stepfunctions": {"execute_state_machine": True}})
         sam_template = load_template(self.options.template_path)
-        cfn = translate(sam_template, region=self.options.region)
+        parameters = self._start_clearinghouse()
+        # The transform resolves parameters that SAM-only properties use (an Auth.UsagePlan's limits).
+        cfn = translate(sam_template, parameters, region=self.options.region)
         self.stack = Provisioner(
             cfn,
             sam_template,
             stack_name=self.options.stack_name,
             region=self.options.region,
-            parameters=self.options.parameters,
+            parameters=parameters,
             endpoint_url=self.endpoint_url,
             template_dir=self.options.template_path.parent,
         ).provision()
-        self.stack.outputs["ApiUrl"] = f"{self.api_url}/{self._stage()}"
+        self.stack.outputs = local_outputs(self.stack, self.api_url, self.options.api_base_paths)
+        if self.clearinghouse is not None:
+            self.stack.outputs.update(self.clearinghouse.outputs())
         if self.options.handler_log_path is not None:
             self.stack.outputs["HandlerLogFile"] = str(self.options.handler_log_path)
         self._publish_outputs()
@@ -161,6 +180,9 @@ class OfflineRuntime:
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.clearinghouse:
+            self.clearinghouse.stop()
+            self.clearinghouse = None
         if self._moto:
             self._moto.stop()
             self._moto = None
@@ -172,11 +194,6 @@ class OfflineRuntime:
         self.stop()
 
     # ----- set-up steps ----------------------------------------------------------------------------
-    def _stage(self) -> str:
-        assert self.stack is not None
-        [api] = self.stack.rest_apis.values()
-        return api["stages"][0]
-
     def _publish_outputs(self) -> None:
         """A CloudFormation stack that carries the outputs, so that clients find the offline stack
         exactly as they find a deployed one (DescribeStacks)."""
@@ -299,6 +316,12 @@ class OfflineRuntime:
             self.client("sqs", connections=len(targets)),
             self.client("stepfunctions", connections=len(targets)),
             self.invoke_arn,
+            ApiDestinations(
+                self.client("events", connections=len(targets)),
+                self.client("secretsmanager", connections=len(targets)),
+                ca_file=self.clearinghouse.ca_file if self.clearinghouse else None,
+                backoff=self.options.api_destination_backoff,
+            ),
         )
         for number, spec in enumerate(targets):
             self._spawn(f"rule-target-{number}", self._deliver_forever, delivery, spec)
@@ -313,20 +336,26 @@ class OfflineRuntime:
                 log.exception("Delivering to the targets of rule %s failed", spec.rule_name)
                 self._stopping.wait(1)
 
+    # ----- clearinghouse stand-in ------------------------------------------------------------------
+    def _start_clearinghouse(self) -> dict[str, str]:
+        """The template's parameters: the options', pointed at a stand-in clearinghouse if they ask."""
+        if not self.options.clearinghouse:
+            return dict(self.options.parameters)
+        self.clearinghouse, parameters = start_for_stack(
+            self.client("secretsmanager"), self.options.stack_name, self.options.host, self.options.parameters
+        )
+        return parameters
+
     def _start_api(self) -> None:
         assert self.stack is not None
-        [api] = self.stack.rest_apis.values()
-        self.rest_api = LocalRestApi(
-            body=api["body"],
-            stage=self._stage(),
-            api_id=api["id"],
-            region=self.options.region,
-            account_id=ACCOUNT_ID,
-            invoke=self.invoke_arn,
-            verifier=CognitoVerifier(self.client("cognito-idp"), self.endpoint_url, self.options.region),
+        base_paths = self.options.api_base_paths
+        router, self.rest_apis = api_router(
+            self.stack, base_paths, self.invoke_arn, self.client, self.endpoint_url
         )
+        [root] = [logical_id for logical_id in self.rest_apis if not base_paths.get(logical_id)]
+        self.rest_api = self.rest_apis[root]
         self._http = api_server(
-            self.rest_api, self.options.host, self.options.api_port, self.options.api_read_timeout_seconds
+            router, self.options.host, self.options.api_port, self.options.api_read_timeout_seconds
         )
         self._spawn("api", self._http.serve_forever)
 

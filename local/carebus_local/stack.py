@@ -75,6 +75,15 @@ class OfflineStack:
     rest_apis: dict[str, dict[str, Any]]
     cfn: dict[str, Any]
 
+    def created(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """The template's resources of a type that exist, by logical id (a resource whose condition is
+        false is in the template, not in the stack)."""
+        return {
+            logical_id: resource
+            for logical_id, resource in self.cfn["Resources"].items()
+            if resource["Type"] == resource_type and logical_id in self.resources
+        }
+
     def ref(self, logical_id: str) -> Any:
         return self.resources[logical_id].ref
 

@@ -8,18 +8,15 @@ import base64
 import copy
 import json
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
 from botocore.client import BaseClient
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from jsonschema import Draft4Validator
-from moto.server import ThreadedMotoServer
 
 from carebus.approvals import DecisionRequest
 from carebus.models import EncounterRequest
@@ -27,65 +24,16 @@ from carebus_local.apigateway import LocalRestApi
 from carebus_local.cognito import TOKEN_EXPIRED_MESSAGE, CognitoVerifier, Unauthorized, fetch_jwks_over_http
 from carebus_local.gateway_responses import GatewayResponse, validation_error_string
 from carebus_local.http import HttpResponse, UnsupportedApiFeatureError
-from carebus_local.provision import Provisioner
 from carebus_local.stack import ACCOUNT_ID, OfflineStack
-from carebus_testing import load_event
+from carebus_testing import TEST_USER_PASSWORD, load_event, sign_in
 from carebus_tooling.contract import gateway_model
 
 REGION = "us-east-1"
-PASSWORD = "Correct-Horse-9-Battery"
 SAMPLE_EVENT = load_event("intake/submit_encounter.json")
 CANNED_ANSWER = {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": '{"ok": true}'}
 
 
 # ----- a moto server with the template on it --------------------------------------------------------------
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    yield url
-    # The server shares moto's in-process backends: leave them empty for whatever runs next.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))  # noqa: S310
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def offline_stack(cfn: dict[str, Any], sam_template: dict[str, Any], moto_url: str) -> OfflineStack:
-    return Provisioner(cfn, sam_template, endpoint_url=moto_url).provision()
-
-
-@pytest.fixture(scope="module")
-def cognito(moto_url: str) -> BaseClient:
-    return boto3.client("cognito-idp", region_name=REGION, endpoint_url=moto_url)
-
-
-def sign_in(cognito: BaseClient, pool_id: str, client_id: str, email: str, *groups: str) -> dict[str, str]:
-    """A new confirmed user in the pool and groups, signed in: its ID, access and refresh tokens."""
-    cognito.admin_create_user(UserPoolId=pool_id, Username=email, MessageAction="SUPPRESS")
-    cognito.admin_set_user_password(UserPoolId=pool_id, Username=email, Password=PASSWORD, Permanent=True)
-    for group in groups:
-        cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
-    answer = cognito.initiate_auth(
-        ClientId=client_id,
-        AuthFlow="USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": email, "PASSWORD": PASSWORD},
-    )
-    return answer["AuthenticationResult"]
-
-
-@pytest.fixture(scope="module")
-def physician(cognito: BaseClient, offline_stack: OfflineStack) -> dict[str, str]:
-    return sign_in(
-        cognito,
-        offline_stack.ref("UserPool"),
-        offline_stack.ref("UserPoolClient"),
-        "physician@example.org",
-        "physicians",
-    )
-
-
 @pytest.fixture(scope="module")
 def physician_token(physician: dict[str, str]) -> str:
     return physician["IdToken"]
@@ -339,7 +287,7 @@ def refused_tokens(
     retired_token = cognito.initiate_auth(
         ClientId=retired_client,
         AuthFlow="USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": "physician@example.org", "PASSWORD": PASSWORD},
+        AuthParameters={"USERNAME": "physician@example.org", "PASSWORD": TEST_USER_PASSWORD},
     )["AuthenticationResult"]["IdToken"]
     cognito.delete_user_pool_client(UserPoolId=pool, ClientId=retired_client)
     return {

@@ -1,44 +1,20 @@
 """Fixtures of the CLI tests (tests/stack/test_cli*.py): one offline runtime per test module that asks,
 and `carebus ARGS` in-process against it (a module asks: `pytestmark = usefixtures("carebus_home")`)."""
 
-import errno
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_harness import STACK, Cli, Ran
+from cli_harness import STACK, Cli, Ran, started_on_free_ports
 
 from carebus_cli.cli import main
-from carebus_local.moto_process import MotoProcessError
-from carebus_local.runtime import OfflineRuntime, RuntimeOptions
-from carebus_local.serve import free_ports
-
-
-def _started_on_free_ports(attempts: int = 3) -> OfflineRuntime:
-    """A port the system picked as free can be taken before the stack binds it (as the source port of
-    one of the many connections the other workers' stacks open): then the stack starts on others."""
-    for attempt in range(1, attempts + 1):
-        aws_port, api_port = free_ports("127.0.0.1", (0, 0))
-        options = RuntimeOptions(
-            aws_port=aws_port,
-            api_port=api_port,
-            stack_name=STACK,
-            retry_failed_after_seconds=0,
-            batching_window_seconds=0,
-        )
-        try:
-            return OfflineRuntime(options).start()
-        except (OSError, MotoProcessError) as error:
-            taken = isinstance(error, MotoProcessError) or error.errno == errno.EADDRINUSE
-            if not taken or attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+from carebus_local.runtime import OfflineRuntime
 
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[OfflineRuntime]:
     """The module's offline stack (its own moto process), in lab time: no batching window, no retry delay."""
-    started = _started_on_free_ports()
+    started = started_on_free_ports(stack_name=STACK, retry_failed_after_seconds=0, batching_window_seconds=0)
     # Imported now, each handler's logger writes to the session's output, not to one test's capsys.
     for function in started.functions.values():
         function.warm()

@@ -1,0 +1,443 @@
+"""The outbound clearinghouse integration offline, piece by piece: CloudFormation's dynamic references, the
+connection and destination on moto, EventBridge's delivery decisions for API destinations (what is retried,
+for how long, what the dead-letter queue gets, the rate limit), and the stand-in clearinghouse itself."""
+
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from carebus_local.api_destinations import (
+    ApiDestinations,
+    Backoff,
+    DeadLetter,
+    Invocation,
+    RateLimiter,
+    Retry,
+    RetryPolicy,
+    call_endpoint,
+    dead_letter_attributes,
+    http_failure,
+    next_step,
+)
+from carebus_local.clearinghouse import ClearinghouseStandIn, start_for_stack
+from carebus_local.delivery import RuleTargetDelivery
+from carebus_local.provision import DynamicReferenceError, Provisioner, secret_reference
+from carebus_local.stack import OfflineStack, Provisioned, RuleTargetSpec
+
+POLICY = RetryPolicy(maximum_retry_attempts=2, maximum_event_age_seconds=3600)
+BACKOFF = Backoff(base_seconds=1, cap_seconds=30)
+UNAVAILABLE = http_failure(503)
+
+
+# ----- delivery decisions ------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [401, 407, 409, 429, 500, 502, 503, 504, 599])
+def test_the_statuses_eventbridge_documents_as_retryable_are_retried(status):
+    assert http_failure(status).retryable
+    assert next_step(http_failure(status), 0, 0, POLICY, BACKOFF) == Retry(1)
+
+
+@pytest.mark.parametrize("status", [100, 301, 304, 400, 403, 404, 410, 413, 422])
+def test_every_other_status_goes_to_the_dead_letter_queue_without_a_retry(status):
+    assert not http_failure(status).retryable
+    assert next_step(http_failure(status), 0, 0, POLICY, BACKOFF) == DeadLetter(None)
+
+
+def test_timeouts_and_connection_errors_are_retried():
+    timed_out = Invocation(None, "TIMEOUT", "Timeout calling endpoint for API Destination.")
+
+    assert next_step(timed_out, 1, 10, POLICY, BACKOFF) == Retry(2)
+
+
+def test_a_2xx_answer_is_delivered():
+    assert next_step(Invocation(202), 0, 0, POLICY, BACKOFF) is None
+
+
+def test_retries_stop_at_maximum_retry_attempts():
+    assert next_step(UNAVAILABLE, 1, 0, POLICY, BACKOFF) == Retry(2)
+    assert next_step(UNAVAILABLE, 2, 0, POLICY, BACKOFF) == DeadLetter("MaximumRetryAttempts")
+
+
+def test_no_retry_at_all_when_the_policy_allows_none():
+    assert next_step(UNAVAILABLE, 0, 0, RetryPolicy(0, 3600), BACKOFF) == DeadLetter("MaximumRetryAttempts")
+
+
+def test_retries_stop_when_the_next_one_would_outlive_maximum_event_age():
+    assert next_step(UNAVAILABLE, 1, 3599, POLICY, BACKOFF) == DeadLetter("MaximumEventAgeInSeconds")
+    assert next_step(UNAVAILABLE, 1, 3598, POLICY, BACKOFF) == Retry(2)  # 3598 + 2 is still within the age
+
+
+def test_backoff_doubles_in_lab_seconds_up_to_its_cap():
+    assert [Backoff(1, 30).delay(retry) for retry in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert Backoff(1, 30).delay(185) == 30
+
+
+def test_a_longer_retry_after_wins_over_the_backoff_but_not_over_the_cap():
+    assert next_step(http_failure(429, 7), 0, 0, POLICY, BACKOFF) == Retry(7)
+    assert next_step(http_failure(429, 0.2), 2 - 1, 0, POLICY, BACKOFF) == Retry(2)
+    assert Backoff(1, 30).delay(1, retry_after_seconds=3600) == 30
+
+
+def test_a_negative_retry_after_ends_the_retries():
+    assert next_step(http_failure(503, -1), 0, 0, POLICY, BACKOFF) == DeadLetter(None)
+
+
+def test_the_default_retry_policy_is_eventbridges():
+    assert RetryPolicy.of({}) == RetryPolicy(185, 86400)
+    assert RetryPolicy.of({"RetryPolicy": {"MaximumRetryAttempts": "3"}}) == RetryPolicy(3, 86400)
+
+
+def test_a_dead_letter_carries_the_attributes_eventbridge_documents():
+    attributes = dead_letter_attributes("arn:rule", "arn:destination", UNAVAILABLE, 2, "MaximumRetryAttempts")
+
+    assert attributes == {
+        "RULE_ARN": {"DataType": "String", "StringValue": "arn:rule"},
+        "TARGET_ARN": {"DataType": "String", "StringValue": "arn:destination"},
+        "ERROR_CODE": {"DataType": "String", "StringValue": "SDK_CLIENT_ERROR"},
+        "ERROR_MESSAGE": {
+            "DataType": "String",
+            "StringValue": "Unable to invoke ApiDestination endpoint: The endpoint answered HTTP 503.",
+        },
+        "RETRY_ATTEMPTS": {"DataType": "String", "StringValue": "2"},
+        "EXHAUSTED_RETRY_CONDITION": {"DataType": "String", "StringValue": "MaximumRetryAttempts"},
+    }
+    assert "EXHAUSTED_RETRY_CONDITION" not in dead_letter_attributes("r", "t", http_failure(400), 0, None)
+    assert http_failure(429).error_code == "THROTTLING"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def test_the_rate_limit_spaces_requests_to_one_destination_and_not_another():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, clock.sleep)
+
+    waits = [limiter.acquire("a", 4) for _ in range(3)] + [limiter.acquire("b", 4)]
+
+    assert waits == [0, 0.25, 0.5, 0]
+    assert clock.slept == [0.25, 0.5]
+    clock.now += 10
+    assert limiter.acquire("a", 4) == 0
+
+
+# ----- dynamic references ------------------------------------------------------------------------------
+ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:partner/key-AbCdEf"
+
+
+@pytest.mark.parametrize(
+    ("reference", "parsed"),
+    [
+        ("partner/key", ("partner/key", "", "", "")),
+        ("partner/key:SecretString:apiKey", ("partner/key", "apiKey", "", "")),
+        ("partner/key::apiKey", ("partner/key", "apiKey", "", "")),
+        ("partner/key:SecretString:apiKey:AWSPREVIOUS", ("partner/key", "apiKey", "AWSPREVIOUS", "")),
+        ("partner/key:SecretString:apiKey::v-1", ("partner/key", "apiKey", "", "v-1")),
+        (ARN, (ARN, "", "", "")),
+        (f"{ARN}:SecretString:apiKey", (ARN, "apiKey", "", "")),
+    ],
+)
+def test_secret_references_are_read_as_cloudformation_documents_them(reference, parsed):
+    assert secret_reference(reference) == parsed
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["", "key:SecretBinary:x", "key:SecretString:k:AWSCURRENT:v-1", "key:SecretString:k:s:v:extra"],
+)
+def test_a_malformed_secret_reference_is_refused(reference):
+    with pytest.raises(DynamicReferenceError):
+        secret_reference(reference)
+
+
+def provision_one(value: str) -> dict[str, Any]:
+    """Provision a one-resource template whose property is `value`; the properties its creator was given."""
+    given: dict[str, Any] = {}
+
+    def capture(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        given.update(props)
+        return Provisioned(logical_id)
+
+    cfn = {"Resources": {"Thing": {"Type": "Test::Thing", "Properties": {"Value": value, "List": [value]}}}}
+    Provisioner(cfn, {}, overrides={"Test::Thing": capture}).provision()
+    return given
+
+
+@mock_aws
+def test_a_secret_reference_in_a_property_is_resolved_at_provisioning_as_cloudformation_does():
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name="partner/key", SecretString=json.dumps({"apiKey": "s3cret", "n": 5}))
+    boto3.client("ssm").put_parameter(Name="/carebus/x", Value="from-ssm", Type="String")
+
+    assert provision_one("Bearer {{resolve:secretsmanager:partner/key:SecretString:apiKey}}") == {
+        "Value": "Bearer s3cret",
+        "List": ["Bearer s3cret"],
+    }
+    assert provision_one("{{resolve:secretsmanager:partner/key:SecretString:n}}")["Value"] == "5"
+    assert json.loads(provision_one("{{resolve:secretsmanager:partner/key}}")["Value"])["apiKey"] == "s3cret"
+    assert provision_one("{{resolve:ssm:/carebus/x}}")["Value"] == "from-ssm"
+
+
+@mock_aws
+def test_a_reference_to_a_missing_secret_or_key_fails_provisioning_by_name():
+    boto3.client("secretsmanager").create_secret(Name="plain", SecretString="not json")
+
+    with pytest.raises(DynamicReferenceError, match=r"Thing: .*missing.*ResourceNotFoundException"):
+        provision_one("{{resolve:secretsmanager:missing:SecretString:apiKey}}")
+    with pytest.raises(DynamicReferenceError, match=r"Thing: .*not a JSON object with the key 'apiKey'"):
+        provision_one("{{resolve:secretsmanager:plain:SecretString:apiKey}}")
+
+
+# ----- the outbound integration on moto ----------------------------------------------------------------
+@pytest.fixture
+def outbound(cfn: dict[str, Any], sam_template: dict[str, Any]) -> Iterator[tuple[OfflineStack, Any]]:
+    """The whole template on moto with the clearinghouse on, pointed at a started stand-in."""
+    with mock_aws():
+        standin, parameters = start_for_stack(
+            boto3.client("secretsmanager"), "carebus", "127.0.0.1", {"ClearinghouseMaximumRetryAttempts": "1"}
+        )
+        try:
+            yield Provisioner(cfn, sam_template, parameters=parameters).provision(), standin
+        finally:
+            standin.stop()
+
+
+def clearinghouse_target(stack: OfflineStack) -> RuleTargetSpec:
+    [spec] = [spec for spec in stack.rule_targets if spec.target["Id"] == "clearinghouse"]
+    return spec
+
+
+def put_claim_submitted(stack: OfflineStack, claim: str) -> None:
+    detail = {"eventId": f"ClaimSubmitted/{claim}", "claimId": claim, "encounterId": "e-1", "lineCount": 2}
+    boto3.client("events").put_events(
+        Entries=[
+            {
+                "Source": "carebus.billing",
+                "DetailType": "ClaimSubmitted",
+                "EventBusName": stack.outputs["EventBusName"],
+                "Detail": json.dumps({**detail, "totalCents": 16250}),
+            }
+        ]
+    )
+
+
+def delivery(stack: OfflineStack, standin: ClearinghouseStandIn, **options: Any) -> RuleTargetDelivery:
+    api = ApiDestinations(
+        boto3.client("events"), boto3.client("secretsmanager"), ca_file=standin.ca_file, **options
+    )
+    return RuleTargetDelivery(stack.rule_targets, boto3.client("sqs"), None, api_destinations=api)
+
+
+def test_the_connection_keeps_the_resolved_key_in_its_own_secret(outbound):
+    stack, standin = outbound
+    events = boto3.client("events")
+
+    connection = events.describe_connection(Name=stack.ref("ClearinghouseConnection"))
+    destination = events.describe_api_destination(Name=stack.ref("ClearinghouseDestination"))
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=stack.attribute("ClearinghouseConnection", "SecretArn")
+    )
+
+    assert connection["AuthorizationType"] == "API_KEY"
+    assert json.loads(secret["SecretString"]) == {
+        "api_key_name": "x-api-key",
+        "api_key_value": standin.api_key,
+    }
+    assert (destination["HttpMethod"], destination["InvocationEndpoint"]) == ("POST", standin.claims_url)
+    assert int(destination["InvocationRateLimitPerSecond"]) == 10
+    assert destination["ApiDestinationArn"] == stack.attribute("ClearinghouseDestination", "Arn")
+
+
+def test_moto_is_not_given_the_api_destination_target_the_runtime_delivers(outbound):
+    stack, _ = outbound
+    rule, bus = clearinghouse_target(stack).rule_name, stack.outputs["EventBusName"]
+
+    assert boto3.client("events").list_targets_by_rule(Rule=rule, EventBusName=bus)["Targets"] == []
+
+
+def test_a_matched_claim_is_posted_with_the_connections_key_and_the_transformed_body(outbound):
+    stack, standin = outbound
+    put_claim_submitted(stack, "clm-1")
+
+    assert delivery(stack, standin).deliver_pending() == 1
+
+    [received] = standin.deliveries()
+    assert (received.status, received.key_matched) == (202, True)
+    assert received.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert received.body["claimId"] == "clm-1"
+    assert (received.body["lineCount"], received.body["totalCents"]) == (2, 16250)
+
+
+def test_a_retry_goes_back_on_the_shadow_queue_delayed_and_counted(outbound):
+    stack, standin = outbound
+    standin.fail_next(503, 1)
+    put_claim_submitted(stack, "clm-2")
+    sqs = boto3.client("sqs")
+    url = clearinghouse_target(stack).shadow_queue_url
+
+    assert delivery(stack, standin, backoff=Backoff(5, 5)).deliver_pending() == 1
+
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert counts["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert [d.status for d in standin.deliveries()] == [503]
+
+
+def test_retried_then_dead_lettered_with_the_original_event(outbound):
+    stack, standin = outbound
+    standin.fail_next(502, 2)
+    put_claim_submitted(stack, "clm-3")
+
+    delivery(stack, standin, backoff=Backoff(0, 0)).deliver_pending()
+
+    assert [d.status for d in standin.deliveries()] == [502, 502]  # one retry: the policy's maximum
+    [message] = boto3.client("sqs").receive_message(
+        QueueUrl=stack.outputs["ClearinghouseDeadLetterQueueUrl"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(message["Body"])["detail"]["claimId"] == "clm-3"
+    assert message["MessageAttributes"]["RETRY_ATTEMPTS"]["StringValue"] == "1"
+    assert message["MessageAttributes"]["EXHAUSTED_RETRY_CONDITION"]["StringValue"] == "MaximumRetryAttempts"
+
+
+def test_an_event_older_than_maximum_event_age_is_dead_lettered_unsent(outbound):
+    stack, standin = outbound
+    put_claim_submitted(stack, "clm-4")
+    a_day_later = FakeClock()
+    a_day_later.now = 10**10
+
+    delivery(stack, standin, clock=a_day_later).deliver_pending()
+
+    assert standin.deliveries() == []
+    [message] = boto3.client("sqs").receive_message(
+        QueueUrl=stack.outputs["ClearinghouseDeadLetterQueueUrl"], MessageAttributeNames=["All"]
+    )["Messages"]
+    condition = message["MessageAttributes"]["EXHAUSTED_RETRY_CONDITION"]["StringValue"]
+    assert condition == "MaximumEventAgeInSeconds"
+
+
+def test_requests_to_a_destination_keep_to_its_invocation_rate(outbound):
+    stack, standin = outbound
+    clock = FakeClock()
+    api = ApiDestinations(
+        boto3.client("events"),
+        boto3.client("secretsmanager"),
+        ca_file=standin.ca_file,
+        limiter=RateLimiter(clock, clock.sleep),
+    )
+    target = clearinghouse_target(stack).target
+
+    for number in range(3):
+        assert api.invoke(target, json.dumps({"eventId": f"e-{number}"})).delivered
+
+    assert clock.slept == [pytest.approx(0.1), pytest.approx(0.2)]  # InvocationRateLimitPerSecond: 10
+
+
+# ----- requests ------------------------------------------------------------------------------------------
+HEADERS = {"Content-Type": "application/json; charset=utf-8", "x-api-key": "k"}
+
+
+def test_an_endpoint_whose_certificate_is_not_trusted_is_not_called():
+    with ClearinghouseStandIn(api_key="k") as standin:
+        refused = call_endpoint("POST", standin.claims_url, b"{}", HEADERS, ssl.create_default_context(), 5)
+
+        assert (refused.status, refused.error_code, refused.retryable) == (None, "SDK_CLIENT_ERROR", True)
+        assert standin.deliveries() == []
+
+
+def test_an_endpoint_that_does_not_answer_in_time_is_a_retryable_timeout():
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/claims"
+
+        timed_out = call_endpoint("POST", url, b"{}", HEADERS, ssl.create_default_context(), 0.2)
+
+    assert (timed_out.status, timed_out.error_code, timed_out.retryable) == (None, "TIMEOUT", True)
+
+
+def test_the_endpoints_retry_after_is_read():
+    with ClearinghouseStandIn(api_key="k") as standin:
+        standin.fail_next(429, 1, retry_after=4)
+        context = ssl.create_default_context(cafile=standin.ca_file)
+
+        throttled = call_endpoint("POST", standin.claims_url, b'{"eventId": "e"}', HEADERS, context, 5)
+
+    assert (throttled.status, throttled.error_code, throttled.retry_after_seconds) == (429, "THROTTLING", 4)
+
+
+# ----- the stand-in --------------------------------------------------------------------------------------
+@pytest.fixture
+def standin() -> Iterator[ClearinghouseStandIn]:
+    with ClearinghouseStandIn(api_key="the-key", max_deliveries=3) as started:
+        yield started
+
+
+def post(standin: ClearinghouseStandIn, path: str, body: Any, **headers: str) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - the stand-in's loopback HTTPS URL
+        standin.base_url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
+    context = ssl.create_default_context(cafile=standin.ca_file)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=5) as answer:  # noqa: S310
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_claim_without_the_right_key_is_401_and_recorded_without_the_key(standin):
+    assert post(standin, "/claims", {"eventId": "e-1"}, **{"x-api-key": "wrong"})[0] == 401
+    assert post(standin, "/claims", {"eventId": "e-1"})[0] == 401
+
+    assert [(d.status, d.key_matched) for d in standin.deliveries()] == [(401, False), (401, False)]
+    assert standin.deliveries()[0].headers["X-Api-Key"] == "[redacted]"
+    assert standin.accepted() == {}
+
+
+def test_the_first_claim_of_an_event_id_is_kept_and_a_repeat_is_a_duplicate(standin):
+    first = post(standin, "/claims", {"eventId": "e-1", "totalCents": 1}, **{"x-api-key": "the-key"})
+    again = post(standin, "/claims", {"eventId": "e-1", "totalCents": 2}, **{"x-api-key": "the-key"})
+
+    assert first == (202, {"accepted": True, "duplicate": False})
+    assert again == (200, {"accepted": True, "duplicate": True})
+    assert standin.accepted() == {"e-1": {"eventId": "e-1", "totalCents": 1}}
+
+
+def test_failures_asked_for_over_the_admin_endpoint_answer_the_next_claims(standin):
+    assert post(standin, "/_standin/failures", {"status": 503, "count": 2}) == (
+        200,
+        {"status": 503, "count": 2},
+    )
+    statuses = [post(standin, "/claims", {"eventId": "e-1"}, **{"x-api-key": "the-key"})[0] for _ in range(3)]
+
+    assert statuses == [503, 503, 202]
+    assert post(standin, "/_standin/failures", {"count": 2})[0] == 400
+
+
+def test_what_the_stand_in_remembers_is_bounded_and_listed_oldest_first(standin):
+    for number in range(5):
+        post(standin, "/claims", {"eventId": f"e-{number}"}, **{"x-api-key": "the-key"})
+    url, context = (
+        standin.base_url + "/_standin/deliveries",
+        ssl.create_default_context(cafile=standin.ca_file),
+    )
+
+    with urllib.request.urlopen(url, context=context, timeout=5) as answer:  # noqa: S310 - loopback HTTPS
+        listed = json.loads(answer.read())["deliveries"]
+
+    assert [d["body"]["eventId"] for d in listed] == ["e-2", "e-3", "e-4"]
+    assert post(standin, "/elsewhere", {})[0] == 404
