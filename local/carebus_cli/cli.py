@@ -14,6 +14,8 @@
   carebus replay --since TIME           replay the bus's archive onto the bus and wait for it
   carebus approvals list|show|approve|reject
   carebus dlq list|show|redrive QUEUE
+  carebus partner token|claims|claim    the partner API, as the clearinghouse calls it
+  carebus clearinghouse deliveries|fail the offline stand-in clearinghouse
 
 Without --stack every command talks to the offline stack at http://127.0.0.1:4566 (or --endpoint-url,
 or $CAREBUS_ENDPOINT_URL). With --stack NAME it finds a deployed stack through the default AWS session.
@@ -41,6 +43,7 @@ from rich.table import Table
 
 from carebus_cli.lab_commands import add_lab_commands, target_of
 from carebus_cli.metrics_command import add_metrics_command
+from carebus_cli.partner_commands import add_partner_commands
 from carebus_cli.render import fields_table, moment_text, text, trace_table
 from carebus_cli.waiting import add_wait_options, show_when_ready
 from carebus_client.api import ApiClient, EncounterFile, read_encounter_file
@@ -363,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_wait_options(trace, "the trace")
 
     add_lab_commands(commands, local, _command)
+    add_partner_commands(commands, up, _command)
     add_metrics_command(commands, _command)
 
     approvals = commands.add_parser("approvals", help="controlled-substance approvals, as a pharmacist")

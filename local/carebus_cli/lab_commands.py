@@ -90,11 +90,8 @@ def offline_api_url() -> str:
     from carebus_local.runtime import RuntimeOptions  # the offline stack's whole runtime: only here
 
     options = RuntimeOptions()
-    [stage] = [
-        resource["Properties"]["StageName"]
-        for resource in load_template(options.template_path)["Resources"].values()
-        if resource["Type"] == "AWS::Serverless::Api"
-    ]
+    # The staff API's stage; the partner API has its own (PartnerApiUrl).
+    stage = load_template(options.template_path)["Resources"]["CarebusApi"]["Properties"]["StageName"]
     return f"http://{options.host}:{options.api_port}/{stage}"
 
 

@@ -41,6 +41,7 @@ def run_local_up(args: argparse.Namespace, console: Console) -> int:
         batching_window_seconds=args.batching_window,
         template_path=args.template,
         handler_log_path=handler_log,
+        clearinghouse=args.clearinghouse,
     )
     with ExitStack() as resources:
         handler_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -100,6 +101,11 @@ def _print_local_stack(console: Console, runtime: OfflineRuntime, options: Runti
     console.print(f"[bold]carebus offline stack[/] {runtime.stack.name}")
     console.print(f"  AWS endpoint  {endpoint_url}")
     console.print(f"  REST API      {outputs['ApiUrl']}")
+    console.print(f"  partner API   {outputs['PartnerApiUrl']} (tokens: {outputs['PartnerTokenUrl']})")
+    if "ClearinghouseUrl" in outputs:
+        console.print(
+            f"  clearinghouse {outputs['ClearinghouseUrl']} (stand-in: carebus clearinghouse deliveries)"
+        )
     console.print(
         f"  env.json      {options.env_json_path} (sam local invoke --env-vars {options.env_json_path})"
     )
