@@ -9,6 +9,7 @@ are returned as they came, status and all: a lab shows a partner what a refusal 
 import base64
 import http.client
 import json
+import os
 import ssl
 import urllib.error
 import urllib.parse
@@ -51,6 +52,12 @@ class PartnerCredentials:
     scope: str
 
 
+# Where an emulator serves the partner API and the token endpoint, when not where the outputs say (MiniStack
+# serves every REST API and the token endpoint on its own port): set by `make rehearse`.
+PARTNER_API_URL_VARIABLE = "CAREBUS_PARTNER_API_URL"
+PARTNER_TOKEN_URL_VARIABLE = "CAREBUS_PARTNER_TOKEN_URL"  # noqa: S105 - a variable's name
+
+
 def partner_credentials(stack: Stack) -> PartnerCredentials:
     """The clearinghouse's credentials, as the stack's operator hands them over."""
     client = stack.client("cognito-idp").describe_user_pool_client(
@@ -60,8 +67,8 @@ def partner_credentials(stack: Stack) -> PartnerCredentials:
         apiKey=stack.output("ClearinghouseApiKeyId"), includeValue=True
     )
     return PartnerCredentials(
-        api_url=stack.output("PartnerApiUrl").rstrip("/"),
-        token_url=stack.output("PartnerTokenUrl"),
+        api_url=(os.environ.get(PARTNER_API_URL_VARIABLE) or stack.output("PartnerApiUrl")).rstrip("/"),
+        token_url=os.environ.get(PARTNER_TOKEN_URL_VARIABLE) or stack.output("PartnerTokenUrl"),
         client_id=client["ClientId"],
         client_secret=client.get("ClientSecret", ""),
         api_key=key["value"],

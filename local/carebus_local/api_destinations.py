@@ -10,8 +10,9 @@ dead-letter queues), and what EventBridge does after each request.
 - a 5 s timeout per request; no more than InvocationRateLimitPerSecond requests a second per destination
   (a request waits for its slot, as EventBridge holds back events over the rate).
 - 2xx is delivered. 401, 407, 409, 429, 5xx, timeouts and connection errors are retried; any other status
-  is not, and the event goes to the dead-letter queue at once. A Retry-After longer than the backoff wins;
-  a negative one ends the retries.
+  is not, and the event goes to the dead-letter queue at once, as does an event no request could be made
+  for (its connection, secret or destination gone, or not emulated). A Retry-After longer than the
+  backoff wins (an assumption: AWS documents no use of it).
 - retries are bounded by the target's RetryPolicy (MaximumRetryAttempts, MaximumEventAgeInSeconds; 185 and
   86,400 when absent).
 - backoff is in lab time: base * 2^(retry - 1) whole seconds, capped (Backoff: 1 s up to 30 s unless the
@@ -20,8 +21,8 @@ dead-letter queues), and what EventBridge does after each request.
 - when the retries are exhausted or the failure is not retryable, the original event (not the target's
   input) goes to the DeadLetterConfig queue with RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE,
   RETRY_ATTEMPTS and, when a retry limit ended it, EXHAUSTED_RETRY_CONDITION. ERROR_CODE is THROTTLING
-  (429), TIMEOUT, or SDK_CLIENT_ERROR (any other failure, as AWS reports an endpoint's refusals); AWS
-  documents no exact messages.
+  (429), TIMEOUT, or SDK_CLIENT_ERROR (any other failure); AWS documents neither the mapping nor the
+  messages, so these are assumptions.
 Not emulated: OAuth connections, a connection's InvocationHttpParameters, gzip-encoded answers (the answer
 is read and dropped), the EventBridge metrics (Invocations, FailedInvocations, InvocationsSentToDlq).
 """
@@ -71,6 +72,9 @@ class Invocation:
     error_code: str = ""
     error_message: str = ""
     retry_after_seconds: float | None = None
+    # False when no request could be made at all (the connection, its secret or the destination is gone,
+    # or is one the emulation cannot call): no retry can change that.
+    could_call: bool = True
 
     @property
     def delivered(self) -> bool:
@@ -79,7 +83,14 @@ class Invocation:
     @property
     def retryable(self) -> bool:
         """Timeouts and connection errors (no status), and the statuses EventBridge documents as retried."""
+        if not self.could_call:
+            return False
         return self.status is None or self.status in RETRYABLE_STATUSES or 500 <= self.status <= 599
+
+
+def not_callable(error: Exception) -> Invocation:
+    """A destination no request could be made to: the event goes to the dead-letter queue at once."""
+    return Invocation(None, "SDK_CLIENT_ERROR", f"{_ERROR_PREFIX}{error}", could_call=False)
 
 
 def http_failure(status: int, retry_after_seconds: float | None = None) -> Invocation:
@@ -135,8 +146,7 @@ def next_step(
     """After one request: None when delivered, else a retry or the dead-letter queue."""
     if invocation.delivered:
         return None
-    negative_retry_after = invocation.retry_after_seconds is not None and invocation.retry_after_seconds < 0
-    if not invocation.retryable or negative_retry_after:
+    if not invocation.retryable:
         return DeadLetter(None)
     if retries_done >= policy.maximum_retry_attempts:
         return DeadLetter("MaximumRetryAttempts")

@@ -29,6 +29,7 @@ from carebus_local.api_destinations import (
     RetryPolicy,
     dead_letter_attributes,
     next_step,
+    not_callable,
 )
 from carebus_local.stack import RuleTargetSpec
 
@@ -169,7 +170,11 @@ class RuleTargetDelivery:
             )
             step = DeadLetter("MaximumEventAgeInSeconds")
         else:
-            invocation = api.invoke(spec.target, target_input(json.loads(message["Body"]), spec.target))
+            try:
+                invocation = api.invoke(spec.target, target_input(json.loads(message["Body"]), spec.target))
+            except Exception as error:  # noqa: BLE001 - any failure to make the request dead-letters the event
+                log.warning("%s cannot be called: %s", spec.target["Arn"], error)
+                invocation = not_callable(error)
             age = api.clock() - first_seen_ms / 1000
             step = next_step(invocation, retries_done, age, policy, api.backoff)
         if isinstance(step, Retry):

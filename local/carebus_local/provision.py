@@ -59,6 +59,10 @@ def secret_reference(reference: str) -> tuple[str, str, str, str]:
     return secret_id, json_key, version_stage, version_id
 
 
+class TemplateRuleError(ValueError):
+    """The parameters break one of the template's Rules (CloudFormation refuses them before creating)."""
+
+
 def _dependencies(value: Any) -> set[str]:
     """The logical ids a property value refers to (pseudo parameters and parameters included)."""
     found: set[str] = set()
@@ -251,7 +255,19 @@ class Provisioner:
         return value if isinstance(value, str) else json.dumps(value)
 
     # ----- provisioning ----------------------------------------------------------------------------
+    def check_rules(self) -> None:
+        """The template's Rules, as CloudFormation checks the parameters against them before it creates
+        anything: a rule whose condition holds must see every assertion hold."""
+        for name, rule in self.cfn.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self.resolve(assertion["Assert"]):
+                    why = assertion.get("AssertDescription", "an assertion does not hold")
+                    raise TemplateRuleError(f"the parameters break the template's rule {name}: {why}")
+
     def provision(self) -> OfflineStack:
+        self.check_rules()
         resources = self.cfn["Resources"]
         graph = {
             logical_id: (

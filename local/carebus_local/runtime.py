@@ -136,7 +136,7 @@ class OfflineRuntime:
         self._moto.configure({"stepfunctions": {"execute_state_machine": True}})
         sam_template = load_template(self.options.template_path)
         parameters = self._start_clearinghouse()
-        # The transform resolves parameters that SAM-only properties use (an Auth.UsagePlan's limits).
+        # The transform resolves the parameters some SAM-only properties use, as CloudFormation gives them.
         cfn = translate(sam_template, parameters, region=self.options.region)
         self.stack = Provisioner(
             cfn,

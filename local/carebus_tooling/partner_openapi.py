@@ -93,8 +93,9 @@ def partner_openapi_document() -> dict[str, Any]:
                     "summary": "Claims submitted since a time, oldest first, a page at a time",
                     "description": f"`since` may reach {LOOKBACK_DAYS} days back; pages hold up to `limit` "
                     f"claims ({DEFAULT_PAGE_SIZE} unless given, at most {MAX_PAGE_SIZE}). A claim appears "
-                    "here within seconds of its ClaimSubmitted event (the index is eventually consistent): "
-                    "poll on with the last claim's submittedAt as the next since; keep claims by claimId.",
+                    "here within seconds of its ClaimSubmitted event, not always in submittedAt order "
+                    "(the index is eventually consistent): poll on with the last claim's submittedAt "
+                    "minus five minutes as the next since, and keep claims by claimId.",
                     "parameters": _query_parameters(),
                     "responses": {
                         "200": {

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from carebus_client.e2e.targets import STACK_VARIABLE, TARGET_VARIABLE
 from carebus_client.output import console as screen
+from carebus_client.partner import PARTNER_API_URL_VARIABLE, PARTNER_TOKEN_URL_VARIABLE
 from carebus_client.stacks import API_URL_VARIABLE, ENDPOINT_URL_VARIABLE
 from carebus_tooling.engine import (
     Engine,
@@ -167,11 +168,11 @@ class Rehearser:
                     Attributes={"VisibilityTimeout": str(REHEARSAL_VISIBILITY_SECONDS)},
                 )
 
-    def api_url(self) -> str:
-        """Where MiniStack serves the stack's API: the ApiUrl output names AWS's hostname."""
+    def api_url(self, output: str = "ApiUrl") -> str:
+        """Where MiniStack serves one of the stack's APIs: the output names AWS's hostname."""
         [stack] = self.engine.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"]
         outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
-        parsed = urllib.parse.urlsplit(outputs["ApiUrl"])
+        parsed = urllib.parse.urlsplit(outputs[output])
         api_id = parsed.hostname.split(".", 1)[0] if parsed.hostname else ""
         return f"{self.engine.endpoint_url}/_aws/execute-api/{api_id}{parsed.path}"
 
@@ -182,6 +183,9 @@ class Rehearser:
             STACK_VARIABLE: STACK_NAME,
             ENDPOINT_URL_VARIABLE: self.engine.endpoint_url,
             API_URL_VARIABLE: self.api_url(),
+            PARTNER_API_URL_VARIABLE: self.api_url("PartnerApiUrl"),
+            # MiniStack answers the user pool domain's token endpoint at its own root.
+            PARTNER_TOKEN_URL_VARIABLE: f"{self.engine.endpoint_url}/oauth2/token",
         }
         pytest = str(Path(sys.executable).parent / "pytest")
         output = _run(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from carebus.errors import NotFoundError
@@ -69,8 +69,11 @@ class PartnerClaim(_Answer):
         pattern=ENCOUNTER_ID_PATTERN, description="An opaque id, never a record number."
     )
     status: Literal["SUBMITTED"]
+    # A claim billed before the by-submission-day index existed has only its createdAt.
     submitted_at: str = Field(
-        json_schema_extra={"format": "date-time"}, description="When billing wrote the claim (UTC)."
+        validation_alias=AliasChoices("submittedAt", "createdAt"),
+        json_schema_extra={"format": "date-time"},
+        description="When billing wrote the claim (UTC).",
     )
     practitioner_npi: str = Field(pattern=r"^[0-9]{10}$", description="The rendering practitioner's NPI.")
     diagnosis_codes: list[str] = Field(description="ICD-10-CM codes, in the order they justify the lines.")

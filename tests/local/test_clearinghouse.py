@@ -26,6 +26,7 @@ from carebus_local.api_destinations import (
     dead_letter_attributes,
     http_failure,
     next_step,
+    not_callable,
 )
 from carebus_local.clearinghouse import ClearinghouseStandIn, start_for_stack
 from carebus_local.delivery import RuleTargetDelivery
@@ -85,8 +86,15 @@ def test_a_longer_retry_after_wins_over_the_backoff_but_not_over_the_cap():
     assert Backoff(1, 30).delay(1, retry_after_seconds=3600) == 30
 
 
-def test_a_negative_retry_after_ends_the_retries():
-    assert next_step(http_failure(503, -1), 0, 0, POLICY, BACKOFF) == DeadLetter(None)
+def test_a_retry_after_in_the_past_is_retried_after_the_backoff():
+    assert next_step(http_failure(503, -1), 0, 0, POLICY, BACKOFF) == Retry(1)
+
+
+def test_a_destination_no_request_could_be_made_to_is_dead_lettered_at_once():
+    invocation = not_callable(KeyError("the connection's secret is gone"))
+
+    assert next_step(invocation, 0, 0, POLICY, BACKOFF) == DeadLetter(None)
+    assert invocation.error_code == "SDK_CLIENT_ERROR"
 
 
 def test_the_default_retry_policy_is_eventbridges():
@@ -327,6 +335,28 @@ def test_an_event_older_than_maximum_event_age_is_dead_lettered_unsent(outbound)
     )["Messages"]
     condition = message["MessageAttributes"]["EXHAUSTED_RETRY_CONDITION"]["StringValue"]
     assert condition == "MaximumEventAgeInSeconds"
+
+
+def test_an_event_whose_connection_secret_is_gone_is_dead_lettered_at_once_not_retried(outbound):
+    stack, standin = outbound
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=stack.attribute("ClearinghouseConnection", "SecretArn"), ForceDeleteWithoutRecovery=True
+    )
+    put_claim_submitted(stack, "clm-5")
+
+    assert delivery(stack, standin, backoff=Backoff(0, 0)).deliver_pending() == 1
+
+    assert standin.deliveries() == []
+    [message] = boto3.client("sqs").receive_message(
+        QueueUrl=stack.outputs["ClearinghouseDeadLetterQueueUrl"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(message["Body"])["detail"]["claimId"] == "clm-5"
+    assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "SDK_CLIENT_ERROR"
+    assert message["MessageAttributes"]["RETRY_ATTEMPTS"]["StringValue"] == "0"
+    shadow = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=clearinghouse_target(stack).shadow_queue_url, AttributeNames=["All"]
+    )["Attributes"]
+    assert (shadow["ApproximateNumberOfMessages"], shadow["ApproximateNumberOfMessagesDelayed"]) == ("0", "0")
 
 
 def test_requests_to_a_destination_keep_to_its_invocation_rate(outbound):

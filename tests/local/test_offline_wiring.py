@@ -8,7 +8,7 @@ from moto import mock_aws
 
 from carebus_local.delivery import target_input
 from carebus_local.environments import ExecutionEnvironments
-from carebus_local.provision import Provisioner
+from carebus_local.provision import Provisioner, TemplateRuleError
 from carebus_local.stack import UnsupportedResourceError
 from carebus_local.template import translate
 from carebus_testing import load_event, recorded_calls, redelivered, submit_sample
@@ -29,6 +29,34 @@ def test_a_resource_type_it_cannot_create_is_refused_by_name(sam_template):
 
     with mock_aws(), pytest.raises(UnsupportedResourceError, match=r"AWS::Glue::Database"):
         Provisioner(translate(changed), changed).provision()
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        ({"ClearinghouseEndpoint": "https://clearinghouse.example/claims"}, True),
+        (
+            {
+                "ClearinghouseEndpoint": "https://clearinghouse.example/claims",
+                "ClearinghouseApiKeySecret": "k",
+            },
+            False,
+        ),
+        ({}, False),
+    ],
+    ids=["endpoint without its key", "endpoint and key", "neither"],
+)
+def test_the_templates_rules_are_checked_before_anything_is_created(cfn, sam_template, parameters, refused):
+    provisioner = Provisioner(cfn, sam_template, parameters=parameters, endpoint_url="http://127.0.0.1:9")
+    with recorded_calls() as calls:
+        if refused:
+            with pytest.raises(
+                TemplateRuleError, match=r"ClearinghouseNeedsAnApiKey.*ClearinghouseApiKeySecret"
+            ):
+                provisioner.check_rules()
+        else:
+            provisioner.check_rules()
+    assert calls == []
 
 
 def test_the_approval_rule_hands_the_workflow_ids_and_the_request_time_only(cfn):

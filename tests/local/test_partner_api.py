@@ -376,7 +376,7 @@ THROTTLED = {
     "type": "https://carebus.dev/problems/throttled",
     "title": "Too many requests",
     "status": 429,
-    "detail": "this API key sent more requests a second than its usage plan allows; retry later",
+    "detail": "more requests a second than this API (or this API key's usage plan) allows; retry later",
 }
 QUOTA_EXCEEDED = {
     "type": "https://carebus.dev/problems/quota-exceeded",

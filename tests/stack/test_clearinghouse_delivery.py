@@ -134,7 +134,7 @@ def test_a_submitted_claim_reaches_the_clearinghouse_once_with_the_connections_k
         "lineCount",
         "totalCents",
         "currency",
-        "submittedAt",
+        "announcedAt",
     }
     assert standin.accepted()[delivery.body["eventId"]] == delivery.body
 
@@ -199,21 +199,48 @@ def test_a_claim_refused_with_400_goes_to_the_dead_letter_queue_without_a_retry(
 def test_nothing_the_clearinghouse_received_names_the_patient_or_carries_the_key(runtime, standin):
     claim_id, encounter = submit(runtime)
     wait_until(lambda: deliveries_of(standin, claim_id), WAIT_SECONDS, "the claim's delivery")
+    # And a claim the clearinghouse refused: what the dead-letter queue keeps of it.
+    standin.fail_next(400, 1)
+    lost_id, lost_encounter = submit(runtime)
+    [message] = wait_until(lambda: dead_letters(runtime, lost_id), WAIT_SECONDS, "the dead-lettered claim")
 
     received = json.dumps(admin(runtime, "/_standin/deliveries"))
-    # Every test's patient is the same sample patient: nor do the claims dead-lettered above name them.
-    dead_lettered = json.dumps(
-        runtime.client("sqs").receive_message(
-            QueueUrl=runtime.stack.outputs["ClearinghouseDeadLetterQueueUrl"],
-            MaxNumberOfMessages=10,
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=0,
-        )
-    )
+    dead_lettered = json.dumps(message)
 
     assert claim_id in received
+    assert lost_id in dead_lettered
     for field in PATIENT_FIELDS:
         assert encounter["patient"][field] not in received, field
-        assert encounter["patient"][field] not in dead_lettered, field
+        assert lost_encounter["patient"][field] not in dead_lettered, field
     assert standin.api_key not in received
+    assert standin.api_key not in dead_lettered
     assert all(standin.api_key not in json.dumps(asdict(d)) for d in standin.deliveries())
+
+
+def test_a_claim_announced_again_is_kept_once_by_its_event_id(runtime, standin):
+    claim_id, _ = submit(runtime)
+    [first] = wait_until(lambda: deliveries_of(standin, claim_id), WAIT_SECONDS, "the claim's delivery")
+    # What a billing redelivery does: the same ClaimSubmitted (same eventId) put on the bus again.
+    detail = {
+        name: first.body[name] for name in ("eventId", "claimId", "encounterId", "lineCount", "totalCents")
+    }
+    runtime.client("events").put_events(
+        Entries=[
+            {
+                "Source": "carebus.billing",
+                "DetailType": "ClaimSubmitted",
+                "EventBusName": runtime.stack.outputs["EventBusName"],
+                "Detail": json.dumps({"schemaVersion": 1, **detail}),
+            }
+        ]
+    )
+
+    def repeated() -> list[ClaimDelivery] | None:
+        found = deliveries_of(standin, claim_id)
+        return found if len(found) == 2 else None
+
+    both = wait_until(repeated, WAIT_SECONDS, "the repeated delivery")
+
+    assert [(d.status, d.duplicate) for d in both] == [(202, False), (200, True)]
+    assert both[0].body["eventId"] == both[1].body["eventId"]
+    assert list(standin.accepted()).count(first.body["eventId"]) == 1

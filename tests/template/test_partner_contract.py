@@ -47,3 +47,57 @@ def test_every_refusal_the_gateway_answers_on_the_partner_api_is_described(cfn):
         status = responses[response_type]["statusCode"]
         for item in partner_openapi_document()["paths"].values():
             assert status in item["get"]["responses"], (response_type, status)
+
+
+OUTBOUND_TYPES = {
+    "AWS::Events::Connection",
+    "AWS::Events::ApiDestination",
+}
+
+
+def test_the_outbound_integration_exists_only_once_an_endpoint_is_given(sam_template):
+    resources = sam_template["Resources"]
+    assert sam_template["Parameters"]["ClearinghouseEndpoint"]["Default"] == ""
+    assert sam_template["Conditions"]["ClearinghouseEnabled"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ClearinghouseEndpoint"}, ""]}]
+    }
+    outbound = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] in OUTBOUND_TYPES
+        or "ClearinghouseDestination" in str(resource.get("Properties", {}))
+        or "ClearinghouseDeadLetterQueue" in str(resource.get("Properties", {}))
+        or logical_id == "ClearinghouseDeadLetterQueue"
+    }
+    assert outbound == {
+        "ClearinghouseConnection",
+        "ClearinghouseDestination",
+        "ClearinghouseRuleRole",
+        "ClearinghouseRule",
+        "ClearinghouseDeadLetterQueue",
+        "ClearinghouseDeadLetterQueuePolicy",
+        "ClearinghouseDeadLetterQueueAlarm",
+    }
+    assert {logical_id: resources[logical_id].get("Condition") for logical_id in outbound} == dict.fromkeys(
+        outbound, "ClearinghouseEnabled"
+    )
+    assert sam_template["Outputs"]["ClearinghouseDeadLetterQueueUrl"]["Condition"] == "ClearinghouseEnabled"
+
+
+def test_no_secret_is_in_the_template_and_an_endpoint_needs_its_keys_secret(sam_template):
+    auth = sam_template["Resources"]["ClearinghouseConnection"]["Properties"]["AuthParameters"]
+    value = auth["ApiKeyAuthParameters"]["ApiKeyValue"]
+    # A dynamic reference, resolved by CloudFormation at deploy time: the key is never a parameter value.
+    assert value == {"Fn::Sub": "{{resolve:secretsmanager:${ClearinghouseApiKeySecret}:SecretString:apiKey}}"}
+    [assertion] = sam_template["Rules"]["ClearinghouseNeedsAnApiKey"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ClearinghouseApiKeySecret"}, ""]}]}
+    assert not any(parameter.get("NoEcho") for parameter in sam_template["Parameters"].values())
+
+
+def test_the_push_carries_ids_and_totals_and_nothing_of_the_patient(sam_template):
+    [target] = sam_template["Resources"]["ClearinghouseRule"]["Properties"]["Targets"]
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert set(paths) == {"eventId", "claimId", "encounterId", "lineCount", "totalCents", "announcedAt"}
+    assert all(path.startswith("$.detail.") or path == "$.time" for path in paths.values())
+    assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(target["RetryPolicy"])
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ClearinghouseDeadLetterQueue", "Arn"]}}

@@ -88,6 +88,13 @@ def test_a_partner_sees_ids_codes_and_amounts_and_nothing_else_of_the_record() -
     assert view["currency"] == CURRENCY
 
 
+def test_a_claim_billed_before_the_index_existed_answers_its_creation_time() -> None:
+    record = stored_claim(ENCOUNTER_ID, NOW)
+    del record["submittedAt"], record["submittedDay"]
+
+    assert partner_claim(record)["submittedAt"] == NOW.isoformat()
+
+
 @pytest.mark.parametrize(
     "claim_id",
     ["", "clm-", "clm-not-a-uuid", f"apt-{ENCOUNTER_ID}", f"clm-{ENCOUNTER_ID}x", f"clm-{ENCOUNTER_ID}\n"],
