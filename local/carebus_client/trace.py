@@ -60,6 +60,9 @@ def trace_encounter(stack: Stack, encounter_id: str) -> Trace:
         if encounter is None or submitted_at is None:
             raise CarebusError(f"no encounter {encounter_id} in stack {stack.name}")
         published_at = _timestamp(encounter.get("publishedAt"))
+        # A consumer puts its events after it wrote the records they announce: read the events first, so that
+        # a trace never shows an event without the record it announced (read after it, that record exists).
+        announced = _audit_steps(stack, encounter_id)
         prescriptions = _query_records(
             stack,
             "PrescriptionsTableName",
@@ -77,7 +80,7 @@ def trace_encounter(stack: Stack, encounter_id: str) -> Trace:
             ),
             *_record_steps(stack, encounter_id, prescriptions),
             *_approval_steps(stack, prescriptions),
-            *_audit_steps(stack, encounter_id),
+            *announced,
             *_workflow_steps(stack, [record["prescriptionId"] for record in prescriptions], submitted_at),
         ]
     ordered = sorted(steps, key=lambda step: (step.at is None, step.at or submitted_at))
