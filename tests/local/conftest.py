@@ -8,10 +8,10 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from moto.server import ThreadedMotoServer
+from pool_users import sign_in
 
 from carebus_local.provision import Provisioner
 from carebus_local.stack import OfflineStack
-from carebus_testing import sign_in
 
 REGION = "us-east-1"
 

@@ -17,6 +17,7 @@ from botocore.client import BaseClient
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from jsonschema import Draft4Validator
+from pool_users import TEST_USER_PASSWORD, sign_in
 
 from carebus.approvals import DecisionRequest
 from carebus.models import EncounterRequest
@@ -25,7 +26,7 @@ from carebus_local.cognito import TOKEN_EXPIRED_MESSAGE, CognitoVerifier, Unauth
 from carebus_local.gateway_responses import GatewayResponse, validation_error_string
 from carebus_local.http import HttpResponse, UnsupportedApiFeatureError
 from carebus_local.stack import ACCOUNT_ID, OfflineStack
-from carebus_testing import TEST_USER_PASSWORD, load_event, sign_in
+from carebus_testing import load_event
 from carebus_tooling.contract import gateway_model
 
 REGION = "us-east-1"

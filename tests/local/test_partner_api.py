@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
+from clocks import FakeClock
 
 from carebus_local.apigateway import LocalRestApi
 from carebus_local.cognito import TOKEN_EXPIRED_MESSAGE, CognitoVerifier
@@ -89,14 +90,6 @@ def api_key(apigateway: BaseClient, offline_stack: OfflineStack) -> str:
 
 # ----- the partner API, a fake function behind it ---------------------------------------------------------
 @dataclass
-class FakeClock:
-    now: float = JANUARY_31_LATE
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class FakeFunctions:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -107,7 +100,7 @@ class FakeFunctions:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(JANUARY_31_LATE)
 
 
 @pytest.fixture

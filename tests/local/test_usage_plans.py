@@ -2,13 +2,13 @@
 time moved by a fake clock. What the partner API answers with it is tests/local/test_partner_api.py's."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.client import BaseClient
+from clocks import FakeClock
 from moto import mock_aws
 
 from carebus_local.gateway_responses import INVALID_API_KEY, QUOTA_EXCEEDED, THROTTLED
@@ -19,14 +19,6 @@ API, STAGE = "a1b2c3d4e5", "v1"
 SATURDAY_NIGHT = datetime(2027, 3, 6, 23, 59, 30, tzinfo=UTC).timestamp()
 
 
-@dataclass
-class FakeClock:
-    now: float = SATURDAY_NIGHT
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def apigateway() -> Iterator[BaseClient]:
     with mock_aws():
@@ -35,7 +27,7 @@ def apigateway() -> Iterator[BaseClient]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(SATURDAY_NIGHT)
 
 
 @pytest.fixture

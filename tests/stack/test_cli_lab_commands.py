@@ -429,33 +429,7 @@ def test_the_sample_api_events_window_has_passed_so_it_is_waitlisted_as_passed(c
     assert f"apt-{encounter_id} WAITLISTED the follow-up window has already passed" in traced.out
 
 
-# ----- the partner's commands (lab 10 runs them with the stand-in clearinghouse) --------------------------
-def test_partner_claims_without_a_token_or_a_key_shows_the_gateways_refusal_and_exits_0(carebus):
-    without_token = carebus("partner", "claims", "--last", "5", "--without-token")
-    without_key = carebus("partner", "claims", "--last", "5", "--without-key")
-
-    assert (without_token.code, without_key.code) == (0, 0), (without_token.err, without_key.err)
-    assert printed(without_token.out)[0].startswith("HTTP 401 unauthorized:")
-    assert printed(without_key.out)[0].startswith("HTTP 403 invalid-api-key:")
-
-
-def test_partner_claims_with_both_answers_a_page(carebus):
-    ran = carebus("partner", "claims", "--last", "5")
-
-    assert ran.code == 0, ran.err
-    assert printed(ran.out)[0] == "HTTP 200"
-    assert printed(ran.out)[-1].startswith("next page ")
-
-
-def test_partner_token_prints_the_scope_and_the_token_last(carebus):
-    ran = carebus("partner", "token")
-
-    assert ran.code == 0, ran.err
-    lines = printed(ran.out)
-    assert "scope carebus-partner/claims.read" in lines
-    assert lines[-1].count(".") == 2  # a JWT, alone on its line: TOKEN=$(carebus partner token | tail -n 1)
-
-
+# ----- without the stand-in clearinghouse (tests/stack/test_partner_integration.py has one) -------------
 def test_the_clearinghouse_commands_need_the_stand_in(carebus):
     ran = carebus("clearinghouse", "deliveries")
 

@@ -1,9 +1,12 @@
-"""Submitted claims reach the clearinghouse as EventBridge's API destination delivers them: one offline
-runtime for the module with the stand-in clearinghouse on, claims submitted through the API, the stand-in's
-view of what arrived, the clearinghouse dead-letter queue's view of what did not."""
+"""The partner integration through one offline runtime with the stand-in clearinghouse on: submitted claims
+reach it as EventBridge's API destination delivers them (the stand-in's view of what arrived, the dead-letter
+queue's of what did not), the partner API is reached with a token and a key over real HTTP, and the partner's
+CLI commands work against it."""
 
+import base64
 import json
 import ssl
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -12,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cli_harness import started_on_free_ports
+from cli_harness import STACK, printed, started_on_free_ports
 
 from carebus.billing import claim_id_for
 from carebus_client.api import ApiClient
@@ -31,7 +34,7 @@ PATIENT_FIELDS = ("id", "name", "birthDate", "insuranceMemberId")
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[OfflineRuntime]:
     started = started_on_free_ports(
-        stack_name=f"carebus-ch-{uuid.uuid4().hex[:6]}",
+        stack_name=STACK,  # the CLI tests below find it by this name
         retry_failed_after_seconds=0,
         batching_window_seconds=0,
         clearinghouse=True,
@@ -244,3 +247,124 @@ def test_a_claim_announced_again_is_kept_once_by_its_event_id(runtime, standin):
     assert [(d.status, d.duplicate) for d in both] == [(202, False), (200, True)]
     assert both[0].body["eventId"] == both[1].body["eventId"]
     assert list(standin.accepted()).count(first.body["eventId"]) == 1
+
+
+# ----- the partner API over HTTP: the token endpoint at PartnerTokenUrl, the API at PartnerApiUrl -------
+def exchange(
+    method: str, url: str, headers: dict[str, str], body: bytes | None = None
+) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - local
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            status, answer_headers, raw = answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        status, answer_headers, raw = error.code, dict(error.headers), error.read()
+    return status, answer_headers, json.loads(raw) if raw else None
+
+
+def test_a_partner_gets_a_token_and_calls_the_partner_api_with_its_key(runtime):
+    outputs = {
+        output["OutputKey"]: output["OutputValue"]
+        for output in runtime.client("cloudformation").describe_stacks(StackName=runtime.stack.name)[
+            "Stacks"
+        ][0]["Outputs"]
+    }
+    client_id = outputs["ClearinghouseClientId"]
+    secret = runtime.client("cognito-idp").describe_user_pool_client(
+        UserPoolId=outputs["UserPoolId"], ClientId=client_id
+    )["UserPoolClient"]["ClientSecret"]
+    key = runtime.client("apigateway").get_api_key(
+        apiKey=outputs["ClearinghouseApiKeyId"], includeValue=True
+    )["value"]
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    physician, _ = DEMO_USERS["physician"]
+    staff_id_token = runtime.client("cognito-idp").initiate_auth(
+        ClientId=outputs["UserPoolClientId"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": physician, "PASSWORD": DEMO_PASSWORD},
+    )["AuthenticationResult"]["IdToken"]
+
+    token_status, _, token_answer = exchange(
+        "POST",
+        outputs["PartnerTokenUrl"],
+        {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"},
+        f"grant_type=client_credentials&scope={outputs['PartnerScope']}".encode(),
+    )
+    bearer = {"Authorization": f"Bearer {token_answer['access_token']}"}
+    before = runtime.invocations["PartnerClaimsFunction"]
+    reached, _, _ = exchange(
+        "GET", f"{outputs['PartnerApiUrl']}/claims/c-{uuid.uuid4()}", {**bearer, "x-api-key": key}
+    )
+    invoked = runtime.invocations["PartnerClaimsFunction"] - before
+    no_key = exchange("GET", f"{outputs['PartnerApiUrl']}/claims", bearer)
+    staff_token = exchange(
+        "GET", f"{outputs['PartnerApiUrl']}/claims", {"Authorization": staff_id_token, "x-api-key": key}
+    )
+    partner_on_staff_api = exchange("GET", f"{outputs['ApiUrl']}/approvals", bearer)
+    approvals_before = runtime.invocations["ApprovalsFunction"]
+    exchange("GET", f"{outputs['ApiUrl']}/approvals", {"Authorization": staff_id_token})
+    staff_reached_staff_api = runtime.invocations["ApprovalsFunction"] - approvals_before
+    under_no_api = exchange("GET", f"{runtime.api_url}/partner/v2/claims", {**bearer, "x-api-key": key})
+
+    assert outputs["ApiUrl"] == f"{runtime.api_url}/v1"
+    assert outputs["PartnerApiUrl"] == f"{runtime.api_url}/partner/v1"
+    assert outputs["PartnerTokenUrl"] == f"{runtime.api_url}/oauth2/token"
+    assert token_status == 200
+    assert token_answer["token_type"] == "Bearer"
+    # The gateway let the call through to the function (whatever it answers for an unknown claim).
+    assert invoked == 1
+    assert reached not in (401, 403, 429)
+    assert no_key[0] == 403
+    assert no_key[1]["Content-Type"] == "application/problem+json"
+    assert no_key[2]["type"] == "https://carebus.dev/problems/invalid-api-key"
+    assert staff_token[0] == 401
+    assert staff_token[2]["type"] == "https://carebus.dev/problems/unauthorized"
+    assert partner_on_staff_api[0] == 401
+    assert staff_reached_staff_api == 1
+    assert under_no_api[0] == 403
+    assert under_no_api[2]["detail"] == "Missing Authentication Token"
+
+
+# ----- the partner's commands (lab 10 runs them too) ------------------------------------------------------
+@pytest.mark.usefixtures("carebus_home")
+def test_partner_claims_without_a_token_or_a_key_shows_the_gateways_refusal_and_exits_0(carebus):
+    without_token = carebus("partner", "claims", "--last", "5", "--without-token")
+    without_key = carebus("partner", "claims", "--last", "5", "--without-key")
+
+    assert (without_token.code, without_key.code) == (0, 0), (without_token.err, without_key.err)
+    assert printed(without_token.out)[0].startswith("HTTP 401 unauthorized:")
+    assert printed(without_key.out)[0].startswith("HTTP 403 invalid-api-key:")
+
+
+@pytest.mark.usefixtures("carebus_home")
+def test_partner_claims_with_both_answers_a_page(carebus):
+    ran = carebus("partner", "claims", "--last", "5")
+
+    assert ran.code == 0, ran.err
+    assert printed(ran.out)[0] == "HTTP 200"
+    assert printed(ran.out)[-1].startswith("next page ")
+
+
+@pytest.mark.usefixtures("carebus_home")
+def test_partner_token_prints_the_scope_and_the_token_last(carebus):
+    ran = carebus("partner", "token")
+
+    assert ran.code == 0, ran.err
+    lines = printed(ran.out)
+    assert "scope carebus-partner/claims.read" in lines
+    assert lines[-1].count(".") == 2  # a JWT, alone on its line: TOKEN=$(carebus partner token | tail -n 1)
+
+
+@pytest.mark.usefixtures("carebus_home")
+def test_clearinghouse_fail_and_deliveries_show_a_refused_then_accepted_claim(carebus, runtime, standin):
+    failing = carebus("clearinghouse", "fail", "--status", "503", "--times", "1")
+    claim_id, _ = submit(runtime)
+    shown = carebus("clearinghouse", "deliveries", "--wait-for", f"202 {claim_id} key=ok", "--timeout", "30")
+
+    assert failing.code == 0, failing.err
+    assert printed(failing.out) == ["The next 1 claim request(s) get HTTP 503"]
+    assert shown.code == 0, shown.err
+    lines = printed(shown.out)
+    assert f"503 {claim_id} key=ok" in lines
+    assert f"202 {claim_id} key=ok" in lines
+    assert "  fields announcedAt claimId currency encounterId eventId lineCount totalCents" in lines
