@@ -11,7 +11,7 @@ from carebus_client.errors import (
     CarebusError,
     UsageError,
 )
-from carebus_client.queues import Queue, queues_of_outputs, squashed
+from carebus_client.queues import Queue, queue_url_of, queues_of_outputs, squashed
 from carebus_client.stacks import Stack, aws_errors
 
 DEAD_LETTER_OUTPUT_SUFFIX = "DeadLetterQueueUrl"
@@ -172,8 +172,7 @@ def _source_queue_url(sqs: Any, queue: DeadLetterQueue) -> str:
     attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"]).get("Attributes", {})
     allowed = json.loads(attributes.get("RedriveAllowPolicy") or "{}").get("sourceQueueArns", [])
     if len(allowed) == 1:
-        _, _, _, _, account, name = allowed[0].split(":", 5)
-        return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        return queue_url_of(sqs, allowed[0])
     sources = sqs.list_dead_letter_source_queues(QueueUrl=queue.url).get("queueUrls", [])
     if len(sources) == 1:
         return sources[0]

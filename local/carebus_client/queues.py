@@ -3,6 +3,7 @@
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from carebus_client.errors import UsageError
 from carebus_client.stacks import Stack, aws_errors
@@ -35,6 +36,12 @@ class QueueCounts:
     in_flight: int
     delayed: int
     dead_letter_arn: str | None
+
+
+def queue_url_of(sqs: Any, queue_arn: str) -> str:
+    """The URL of the queue an ARN names (in the ARN's account)."""
+    _, _, _, _, account, name = queue_arn.split(":", 5)
+    return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
 def queues_of_outputs(stack: Stack, suffix: str = QUEUE_OUTPUT_SUFFIX) -> list[Queue]:

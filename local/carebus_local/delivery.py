@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
+from carebus_client.queues import queue_url_of
 from carebus_local.api_destinations import (
     API_DESTINATION_ARN_PART,
     API_DESTINATION_TIMEOUT_SECONDS,
@@ -82,11 +83,6 @@ def target_input(event: dict[str, Any], target: dict[str, Any]) -> str:
 def _attribute(message: dict[str, Any], name: str) -> str | None:
     value = message.get("MessageAttributes", {}).get(name)
     return None if value is None else value["StringValue"]
-
-
-def _queue_url(sqs: Any, queue_arn: str) -> str:
-    _, _, _, _, account, name = queue_arn.split(":", 5)
-    return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
 class RuleTargetDelivery:
@@ -218,7 +214,7 @@ class RuleTargetDelivery:
         )
         try:
             self.sqs.send_message(
-                QueueUrl=_queue_url(self.sqs, queue_arn), MessageBody=event, MessageAttributes=attributes
+                QueueUrl=queue_url_of(self.sqs, queue_arn), MessageBody=event, MessageAttributes=attributes
             )
         except ClientError:
             # EventBridge counts InvocationsFailedToBeSentToDLQ and drops the event.
