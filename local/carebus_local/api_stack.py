@@ -54,11 +54,7 @@ def served_apis(stack: OfflineStack, base_paths: Mapping[str, str]) -> list[Serv
 
 def user_pool_domain(stack: OfflineStack) -> str | None:
     """The stack's user pool domain, whose token endpoint the runtime serves; at most one offline."""
-    domains = [
-        stack.ref(logical_id)
-        for logical_id, resource in stack.cfn["Resources"].items()
-        if resource["Type"] == "AWS::Cognito::UserPoolDomain" and logical_id in stack.resources
-    ]
+    domains = [stack.ref(logical_id) for logical_id in stack.created("AWS::Cognito::UserPoolDomain")]
     if len(domains) > 1:
         raise UnsupportedResourceError(f"offline, a stack has at most one user pool domain, not {domains}")
     return domains[0] if domains else None

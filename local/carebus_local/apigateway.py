@@ -32,7 +32,7 @@ from carebus_local.gateway_responses import (
     unauthorized,
     validation_error_string,
 )
-from carebus_local.http import Headers, HttpResponse, UnsupportedApiFeatureError, has_header
+from carebus_local.http import Headers, HttpResponse, UnsupportedApiFeatureError, has_header, last_header
 from carebus_local.usage_plans import ApiKeyUse, MeteringRefusal, UsagePlanMeter
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ class _Request:
 
     def header(self, name: str) -> str | None:
         """The last value of a header, its name matched without regard to case."""
-        values = [value for key, value in self.headers if key.lower() == name.lower()]
-        return values[-1] if values else None
+        return last_header(self.headers, name)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,5 @@ def published_schemas(stack: OfflineStack) -> dict[str, dict[str, Any]]:
     """Every schema the offline stack published, by its name in the registry (`<source>@<detail-type>`)."""
     return {
         stack.attribute(logical_id, "SchemaName"): json.loads(resource["Properties"]["Content"])
-        for logical_id, resource in stack.cfn["Resources"].items()
-        if resource["Type"] == SCHEMA_TYPE and logical_id in stack.resources
+        for logical_id, resource in stack.created(SCHEMA_TYPE).items()
     }

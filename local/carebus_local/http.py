@@ -21,3 +21,9 @@ class UnsupportedApiFeatureError(Exception):
 
 def has_header(headers: Sequence[tuple[str, str]], name: str) -> bool:
     return any(key.lower() == name.lower() for key, _ in headers)
+
+
+def last_header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The last value of a header, its name matched without regard to case."""
+    values = [value for key, value in headers if key.lower() == name.lower()]
+    return values[-1] if values else None

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from carebus_local.http import Headers, HttpResponse
+from carebus_local.http import Headers, HttpResponse, last_header
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class TokenEndpoint:
     def _token(self, method: str, headers: Headers, body: bytes) -> dict[str, Any]:
         if method != "POST":
             raise _TokenError("invalid_request", f"the token endpoint takes POST, not {method}")
-        content_type = (_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
+        content_type = (last_header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
         if content_type != _FORM:
             raise _TokenError("invalid_request", f"the body must be {_FORM}, not {content_type or 'absent'}")
         form = _form(body)
@@ -95,7 +95,7 @@ class TokenEndpoint:
         if grant_type not in _GRANTS:
             raise _TokenError("unsupported_grant_type", f"grant_type {grant_type!r}")
         pool_id = self._pool_id()
-        client = self._authenticated_client(pool_id, _header(headers, "Authorization"), form)
+        client = self._authenticated_client(pool_id, last_header(headers, "Authorization"), form)
         flows = client.get("AllowedOAuthFlows", []) if client.get("AllowedOAuthFlowsUserPoolClient") else []
         if grant_type == "refresh_token":
             raise _TokenError("unsupported_grant_type", "the refresh token grant is not emulated offline")
@@ -218,11 +218,6 @@ def _form(body: bytes) -> dict[str, str]:
     if repeated:
         raise _TokenError("invalid_request", f"parameters {repeated} repeated")
     return {name: values[0] for name, values in parsed.items()}
-
-
-def _header(headers: Headers, name: str) -> str | None:
-    values = [value for key, value in headers if key.lower() == name.lower()]
-    return values[-1] if values else None
 
 
 def _answer(status: int, document: Mapping[str, Any]) -> HttpResponse:
